@@ -1,0 +1,305 @@
+"""Layer-by-layer tracing: output shapes, parameters, MACs, receptive field, smallest valid input (lesson 03)."""
+import copy
+import html
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+class InputTooSmallError(ValueError):
+    """The input is too small for the net; the message names the failing layer and the smallest size."""
+
+
+def spatial_out(size, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False):
+    """Output length of a conv or pooling layer along one axis: floor((n + 2p - d(k-1) - 1) / s) + 1."""
+    span = size + 2 * padding - dilation * (kernel_size - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:  # PyTorch: the last window must start inside
+        out -= 1
+    return out
+
+
+def adaptive_windows(size, out):
+    """Windows [start, end) that adaptive pooling uses: start = floor(i·n/out), end = ceil((i+1)·n/out)."""
+    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _leaves(net, prefix=""):
+    """(path, module) of every leaf module in forward order, for nets built from nn.Sequential."""
+    children = list(net.named_children())
+    if not children:
+        yield prefix or "0", net
+        return
+    for name, child in children:
+        yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
+
+
+def describe(module):
+    """A short name for a layer, e.g. 'Conv2d 11×11/4, 1→96' or 'MaxPool2d 3×3/2'."""
+    kind = type(module).__name__
+    if isinstance(module, nn.Conv2d):
+        k, s = _pair(module.kernel_size), _pair(module.stride)
+        return f"{kind} {k[0]}×{k[1]}/{s[0]}, {module.in_channels}→{module.out_channels}"
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        k, s = _pair(module.kernel_size), _pair(module.stride)
+        return f"{kind} {k[0]}×{k[1]}/{s[0]}"
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        return f"{kind} to {_pair(module.output_size)[0]}×{_pair(module.output_size)[1]}"
+    if isinstance(module, nn.Linear):
+        return f"{kind} {module.in_features}→{module.out_features}"
+    if isinstance(module, nn.Sequential):
+        return f"{kind} ({len(module)} layers)"
+    return kind
+
+
+@dataclass
+class _Geometry:
+    """What flows between layers: channels, spatial size, receptive field, jump (product of strides)."""
+    c: int
+    h: int
+    w: int
+    rf: int = 1
+    jump: int = 1
+    features: int = None  # set by Flatten
+
+
+def _step(module, g, path):
+    """Propagate the geometry through one leaf layer; raise InputTooSmallError where it breaks."""
+    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        if g.features is not None:
+            raise ValueError(f"layer {path} ({describe(module)}) comes after Flatten; tracing needs conv layers first.")
+        k, s, p = _pair(module.kernel_size), _pair(module.stride or module.kernel_size), _pair(module.padding)
+        d = _pair(getattr(module, "dilation", 1))
+        ceil = getattr(module, "ceil_mode", False)
+        h = spatial_out(g.h, k[0], s[0], p[0], d[0], ceil)
+        w = spatial_out(g.w, k[1], s[1], p[1], d[1], ceil)
+        if h < 1 or w < 1:
+            raise InputTooSmallError(f"layer {path} ({describe(module)}) gets a {g.h}×{g.w} map "
+                                     f"and would produce {max(h, 0)}×{max(w, 0)}")
+        c = module.out_channels if isinstance(module, nn.Conv2d) else g.c
+        return _Geometry(c, h, w, g.rf + d[0] * (k[0] - 1) * g.jump, g.jump * s[0])
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        oh, ow = (o if o is not None else n for o, n in zip(_pair(module.output_size), (g.h, g.w)))
+        widest = max(e - s for s, e in adaptive_windows(g.h, oh))
+        return _Geometry(g.c, oh, ow, g.rf + (widest - 1) * g.jump, g.jump * max(1, g.h // oh))
+    if isinstance(module, nn.Flatten):
+        return _Geometry(g.c, g.h, g.w, g.rf, g.jump, features=g.c * g.h * g.w)
+    if isinstance(module, nn.Linear):
+        if g.features is not None and g.features != module.in_features:
+            raise InputTooSmallError(f"layer {path} ({describe(module)}) expects {module.in_features:,} features "
+                                     f"but gets {g.features:,} ({g.c}×{g.h}×{g.w})")
+        return _Geometry(module.out_features, 1, 1, g.rf, g.jump, features=module.out_features)
+    return g
+
+
+def _propagate(net, size, in_channels=1):
+    g = _Geometry(in_channels, *size)
+    for path, module in _leaves(net):
+        g = _step(module, g, path)
+    return g
+
+
+def _square(input_size):
+    if isinstance(input_size, (tuple, list)):
+        h, w = input_size
+    else:
+        h = w = input_size
+    for v in (h, w):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"input size {input_size!r} is not allowed; use a whole number of pixels >= 1.")
+    return h, w
+
+
+def min_input_size(net, in_channels=1, limit=4096):
+    """The smallest square input side the net accepts (67 for the seed's NiN)."""
+    for side in range(1, limit + 1):
+        try:
+            _propagate(net, (side, side), in_channels)
+        except InputTooSmallError:
+            continue
+        return side
+    raise ValueError(f"no input size up to {limit} pixels works for this net.")
+
+
+def check_input_size(net, input_size, in_channels=1):
+    """Raise InputTooSmallError, naming the failing layer and the smallest valid size, if the input does not fit."""
+    h, w = _square(input_size)
+    try:
+        _propagate(net, (h, w), in_channels)
+    except InputTooSmallError as e:
+        smallest = min_input_size(net, in_channels)
+        what = "is too small for" if min(h, w) < smallest else "does not fit"
+        raise InputTooSmallError(f"a {h}×{w} input {what} this net: {e}; "
+                                 f"the smallest input it accepts is {smallest}×{smallest}.") from None
+
+
+@dataclass
+class LayerRow:
+    """One row of a trace."""
+    path: str
+    name: str
+    output_shape: tuple
+    params: int
+    macs: int
+    receptive_field: int
+
+
+class Trace(list):
+    """Rows of a layer-by-layer trace; prints as a text table and shows as HTML in a notebook."""
+
+    columns = ("layer", "output shape", "parameters", "MACs", "receptive field")
+
+    def __init__(self, rows, input_shape):
+        super().__init__(rows)
+        self.input_shape = tuple(input_shape)
+
+    @property
+    def params(self):
+        return sum(r.params for r in self)
+
+    @property
+    def macs(self):
+        return sum(r.macs for r in self)
+
+    def cells(self):
+        out = []
+        for r in self:
+            out.append((f"{r.path} {r.name}", "×".join(map(str, r.output_shape)), f"{r.params:,}",
+                        f"{r.macs:,}", f"{r.receptive_field}" if r.receptive_field else "–"))
+        out.append(("total", "", f"{self.params:,}", f"{self.macs:,}", ""))
+        return out
+
+    def __str__(self):
+        rows = [self.columns] + self.cells()
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self.columns))]
+        lines = []
+        for j, row in enumerate(rows):
+            lines.append("  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(row)))
+            if j == 0 or j == len(rows) - 2:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def _repr_html_(self):
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = ""
+        for i, row in enumerate(self.cells()):
+            style = ' style="font-weight:bold"' if i == len(self) else ""
+            body += f"<tr{style}>" + "".join(
+                f'<td style="text-align:{"left" if j < 2 else "right"}">{html.escape(c)}</td>'
+                for j, c in enumerate(row)) + "</tr>"
+        caption = f"input {'×'.join(map(str, self.input_shape))}"
+        return f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __repr__(self):
+        return str(self)
+
+
+def _macs(module, output):
+    if isinstance(module, nn.Conv2d):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        return output[0].numel() * (module.in_channels // module.groups) * k
+    if isinstance(module, nn.Linear):
+        return output[0].numel() * module.in_features
+    return 0
+
+
+def _run_leaves(net, input_shape):
+    """Forward a zero input on the meta device (no real compute); per leaf: (path, module, output shape)."""
+    probe = copy.deepcopy(net).to("meta")
+    records = {}
+    hooks = []
+    originals = dict(_leaves(net))
+    for path, module in _leaves(probe):
+        hooks.append(module.register_forward_hook(
+            lambda m, args, out, path=path: records.__setitem__(path, tuple(out.shape))))
+    try:
+        with torch.no_grad():
+            probe.eval()
+            probe(torch.zeros(input_shape, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [(path, originals[path], records[path]) for path in originals if path in records]
+
+
+def trace(net, input_size=224, in_channels=1, depth="top"):
+    """Trace ``net`` on a 1×in_channels×H×W input: output shape, parameters, MACs and receptive field.
+
+    ``depth='top'`` gives one row per top-level layer (as the seed's loop does), ``'leaf'`` one per leaf.
+    An input that is too small raises InputTooSmallError before anything runs.
+    """
+    if depth not in ("top", "leaf"):
+        raise ValueError(f"depth {depth!r} is not known; use 'top' or 'leaf'.")
+    h, w = _square(input_size)
+    check_input_size(net, (h, w), in_channels)
+    shape = (1, in_channels, h, w)
+    rows, g = [], _Geometry(in_channels, h, w)
+    for path, module, out_shape in _run_leaves(net, shape):
+        g = _step(module, g, path)
+        out_zero = torch.empty(out_shape, device="meta")
+        row = LayerRow(path, describe(module), out_shape, sum(p.numel() for p in module.parameters()),
+                       _macs(module, out_zero), g.rf if g.features is None else 0)
+        top = path.split(".")[0]
+        if depth == "top" and "." in path:
+            if rows and rows[-1].path == top:
+                prev = rows[-1]
+                rows[-1] = LayerRow(top, prev.name, out_shape, prev.params + row.params, prev.macs + row.macs,
+                                    row.receptive_field)
+                continue
+            row = LayerRow(top, describe(dict(net.named_children())[top]), out_shape, row.params, row.macs,
+                           row.receptive_field)
+        rows.append(row)
+    return Trace(rows, shape)
+
+
+def seed_lines(net, input_size=224, in_channels=1):
+    """The seed's shape loop as lines: ``Sequential output shape:\\t torch.Size([1, 96, 54, 54])`` …"""
+    h, w = _square(input_size)
+    check_input_size(net, (h, w), in_channels)
+    X = torch.zeros((1, in_channels, h, w), device="meta")
+    lines = []
+    with torch.no_grad():
+        for layer in copy.deepcopy(net).to("meta").eval():
+            X = layer(X)
+            lines.append(f"{layer.__class__.__name__} output shape:\t {X.shape}")
+    return lines
+
+
+def print_seed_table(net, input_size=224, in_channels=1):
+    """Print what the seed's loop ``for layer in net: ... print(...)`` prints."""
+    for line in seed_lines(net, input_size, in_channels):
+        print(line)
+
+
+BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2}
+
+
+def cost(net, input_size=224, batch_size=1, in_channels=1, dtype=torch.float32, optimizer_slots=0):
+    """Parameters, FLOPs and memory of prediction and of one training step (lesson 03's exercise).
+
+    FLOPs count a multiply-accumulate as 2; a training step costs about 3× a forward pass
+    (forward, gradient w.r.t. inputs, gradient w.r.t. weights). Memory counts the weights, and for
+    training also their gradients, ``optimizer_slots`` extra copies (1 for SGD with momentum, 2 for
+    Adam) and every layer output kept for the backward pass. Returns a dict of numbers.
+    """
+    t = trace(net, input_size, in_channels, depth="leaf")
+    nbytes = BYTES[dtype]
+    activations = sum(math.prod(r.output_shape) for r in t) * batch_size
+    params = t.params
+    forward_flops = 2 * t.macs * batch_size
+    return {
+        "parameters": params,
+        "macs_per_image": t.macs,
+        "predict_flops": forward_flops,
+        "train_flops": 3 * forward_flops,
+        "weights_bytes": params * nbytes,
+        "predict_bytes": params * nbytes + 2 * max(math.prod(r.output_shape) for r in t) * batch_size * nbytes,
+        "train_bytes": params * nbytes * (2 + optimizer_slots) + activations * nbytes,
+        "activation_values": activations,
+    }
