@@ -1,0 +1,36 @@
+"""The command line: the seed's table, and one sentence with exit status 2 for bad arguments."""
+import subprocess
+import sys
+
+import pytest
+
+from test_models import SEED_LINES
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "nin_lib", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_trace_prints_the_seed_lines():
+    r = run("trace")
+    assert r.returncode == 0 and r.stdout.splitlines() == SEED_LINES
+
+
+def test_trace_table():
+    r = run("trace", "--table", "--model", "nin28")
+    assert r.returncode == 0 and "1,255,718" in r.stdout and "1×10×4×4" in r.stdout
+
+
+@pytest.mark.parametrize("args, says", [
+    (("trace", "--input-size", "66"), "66×66 input is too small for this net: layer 5 (MaxPool2d 3×3/2)"),
+    (("trace", "--input-size", "abc"), "'abc' is not a whole number"),
+    (("trace", "--input-size", "0"), "is not allowed; use a whole number of pixels"),
+    (("trace", "--model", "vgg"), "invalid choice: 'vgg'"),
+    (("fly",), "invalid choice: 'fly'"),
+    ((), "the following arguments are required"),
+])
+def test_bad_arguments_exit_2_with_one_sentence(args, says):
+    r = run(*args)
+    assert r.returncode == 2
+    assert says in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
