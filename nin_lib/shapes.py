@@ -278,28 +278,149 @@ def print_seed_table(net, input_size=224, in_channels=1):
 
 
 BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2}
+INDEX_BYTES = 8  # max pooling keeps the position of each maximum as int64 for the backward pass
+
+
+def _saved_for_backward(leaves, input_shape):
+    """Values autograd keeps for the backward pass: (activation values per image, int64 index values per
+    image, values per batch).
+
+    ``leaves`` are (path, module, output shape) in forward order. A layer keeps its input (conv, linear,
+    pooling, BatchNorm, ...) or its output (ReLU, sigmoid, tanh); max pooling also keeps int64 indices,
+    dropout its mask, BatchNorm two per-channel statistics. Flatten and identities are views: no new tensor.
+    A tensor kept by two layers (a ReLU's output is the next conv's input) counts once.
+    """
+    sizes = [math.prod(input_shape[1:])]  # tensor 0 is the input; tensor i + 1 the output of leaf i
+    kept, extra, indices, per_batch = set(), 0, 0, 0
+    current = 0
+    for _, module, out_shape in leaves:
+        alias = isinstance(module, (nn.Flatten, nn.Identity)) or (isinstance(module, nn.Dropout) and module.p == 0)
+        if alias:
+            continue
+        out_values = math.prod(out_shape[1:])
+        sizes.append(out_values)
+        out = len(sizes) - 1
+        if isinstance(module, (nn.ReLU, nn.Sigmoid, nn.Tanh)):
+            kept.add(out)
+        elif isinstance(module, nn.Dropout):
+            extra += out_values  # the mask (a float tensor on the CPU, one byte per value on CUDA)
+        else:
+            kept.add(current)
+            if isinstance(module, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
+                indices += out_values
+            if isinstance(module, nn.BatchNorm2d):
+                per_batch += 2 * module.num_features  # batch mean and inverse standard deviation
+        current = out
+    return sum(sizes[i] for i in kept) + extra, indices, per_batch
+
+
+def _peak_predict_values(leaves, input_shape):
+    """Largest input + output pair alive at once in a forward pass without gradients (one image)."""
+    previous, peak = math.prod(input_shape[1:]), 0
+    for _, module, out_shape in leaves:
+        if isinstance(module, (nn.Flatten, nn.Identity, nn.Dropout)):  # views, or identity in eval mode
+            continue
+        out_values = math.prod(out_shape[1:])
+        peak = max(peak, previous + out_values)
+        previous = out_values
+    return peak
 
 
 def cost(net, input_size=224, batch_size=1, in_channels=1, dtype=torch.float32, optimizer_slots=0):
     """Parameters, FLOPs and memory of prediction and of one training step (lesson 03's exercise).
 
-    FLOPs count a multiply-accumulate as 2; a training step costs about 3× a forward pass
-    (forward, gradient w.r.t. inputs, gradient w.r.t. weights). Memory counts the weights, and for
-    training also their gradients, ``optimizer_slots`` extra copies (1 for SGD with momentum, 2 for
-    Adam) and every layer output kept for the backward pass. Returns a dict of numbers.
+    FLOPs count a multiply-accumulate (MAC) as 2. Prediction is one forward pass: 2·MACs per image.
+    A training step adds the backward pass, which computes for every conv/linear layer the gradient
+    w.r.t. its weights and w.r.t. its input, each as many MACs as the forward pass; the first layer
+    skips the input gradient (the images need none). So training ≈ 3× prediction, a little less.
+    Memory counts tensors, not library workspaces: prediction = weights + the largest input/output
+    pair alive at once; training = weights + gradients + ``optimizer_slots`` copies (1 for SGD with
+    momentum, 2 for Adam) + what autograd keeps for the backward pass. Returns a dict of numbers.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size {batch_size!r} is not allowed; use a whole number >= 1.")
+    if isinstance(optimizer_slots, bool) or not isinstance(optimizer_slots, int) or optimizer_slots < 0:
+        raise ValueError(f"optimizer_slots {optimizer_slots!r} is not allowed; use 0 (SGD), 1 (momentum) or 2 (Adam).")
+    if dtype not in BYTES:
+        raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(map(str, BYTES))}.")
     t = trace(net, input_size, in_channels, depth="leaf")
+    leaves = _run_leaves(net, t.input_shape)
     nbytes = BYTES[dtype]
-    activations = sum(math.prod(r.output_shape) for r in t) * batch_size
     params = t.params
+    first = next((r.macs for r in t if r.macs), 0)  # the first conv/linear: no gradient w.r.t. the images
     forward_flops = 2 * t.macs * batch_size
+    activations, indices, per_batch = _saved_for_backward(leaves, t.input_shape)
+    activations, indices = activations * batch_size + per_batch, indices * batch_size
     return {
         "parameters": params,
         "macs_per_image": t.macs,
         "predict_flops": forward_flops,
-        "train_flops": 3 * forward_flops,
+        "train_flops": 3 * forward_flops - 2 * first * batch_size,
         "weights_bytes": params * nbytes,
-        "predict_bytes": params * nbytes + 2 * max(math.prod(r.output_shape) for r in t) * batch_size * nbytes,
-        "train_bytes": params * nbytes * (2 + optimizer_slots) + activations * nbytes,
+        "predict_bytes": params * nbytes + _peak_predict_values(leaves, t.input_shape) * batch_size * nbytes,
+        "train_bytes": params * nbytes * (2 + optimizer_slots) + activations * nbytes + indices * INDEX_BYTES,
         "activation_values": activations,
+        "index_values": indices,
+        "activation_bytes": activations * nbytes + indices * INDEX_BYTES,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost of one conv layer and per-layer parameters (lessons 01 and 02)
+
+def _whole_number(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} {value!r} is not allowed; use a whole number >= {low}.")
+
+
+def conv_cost(in_channels, out_channels, kernel_size, input_size=28, stride=1, padding=0, bias=True):
+    """Parameters, multiply-accumulates and output shape of one square Conv2d on a square input (lesson 01).
+
+    Parameters are ``in·out·k² (+ out biases)``; MACs are ``out·H_out·W_out·in·k²`` for one image.
+    Returns a dict: parameters, weights, biases, macs, output_shape (channels, height, width).
+    """
+    for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
+                             ("kernel_size", kernel_size, 1), ("input_size", input_size, 1),
+                             ("stride", stride, 1), ("padding", padding, 0)):
+        _whole_number(name, value, low)
+    side = spatial_out(input_size, kernel_size, stride, padding)
+    if side < 1:
+        raise InputTooSmallError(f"a kernel of {kernel_size}×{kernel_size} with padding {padding} does not fit a "
+                                 f"{input_size}×{input_size} input; use an input of at least "
+                                 f"{max(1, kernel_size - 2 * padding)} pixels or a smaller kernel.")
+    weights = in_channels * out_channels * kernel_size ** 2
+    biases = out_channels if bias else 0
+    return {"parameters": weights + biases, "weights": weights, "biases": biases,
+            "macs": out_channels * side * side * in_channels * kernel_size ** 2,
+            "output_shape": (out_channels, side, side)}
+
+
+def layer_parameters(net, input_size=224, in_channels=1):
+    """(path, layer name, parameters) of every leaf layer that has parameters, in forward order (lesson 02)."""
+    return [(r.path, r.name, r.params) for r in trace(net, input_size, in_channels, depth="leaf") if r.params]
+
+
+HEADS = ("gap", "fc")
+
+
+def nin_parameter_breakdown(head="gap", num_1x1=2, width=1.0, hidden=4096, arch=224):
+    """Per-layer parameters of NiN with its GAP head or with an AlexNet-style FC head (lesson 02's widget).
+
+    The net is built on the meta device (no memory, no compute). Returns a dict: ``rows`` as
+    (path, name, parameters, part) with part 'trunk' or 'head', ``total``, ``trunk`` and ``head``.
+    """
+    from nin_lib import models
+    if head not in HEADS:
+        raise ValueError(f"head {head!r} is not known; use 'gap' (NiN's last block + global average pooling) "
+                         "or 'fc' (an AlexNet-style fully connected head).")
+    with torch.device("meta"):
+        if head == "gap":
+            net = models.nin(arch=arch, width=width, num_1x1=num_1x1)
+        else:
+            net = models.nin_fc_head(arch=arch, width=width, num_1x1=num_1x1, hidden=hidden)
+    trunk_layers = 2 * len(models.ARCHS[arch]["blocks"])  # a block and a pooling layer each
+    rows = [(path, name, params, "trunk" if int(path.split(".")[0]) < trunk_layers else "head")
+            for path, name, params in layer_parameters(net, arch)]
+    total = sum(r[2] for r in rows)
+    head_params = sum(r[2] for r in rows if r[3] == "head")
+    return {"rows": rows, "total": total, "trunk": total - head_params, "head": head_params}

@@ -1,0 +1,412 @@
+"""Plots for the lessons: image grids, feature maps, block drawings, parameter bars, curves (viz).
+
+Every function takes data as arguments and returns a matplotlib figure; every figure has a title,
+axis labels and units. Importing this module does not import ipywidgets.
+"""
+import matplotlib.patches as mpatches
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+# ---------------------------------------------------------------------------------------------
+# Lessons 01-02: feature maps, block drawings, per-layer parameter bars
+
+# one colour per kind of layer, shared by the block drawing and the parameter bars
+LAYER_COLORS = {"k×k conv": "#4C72B0", "1×1 conv": "#55A868", "fully connected": "#C44E52",
+                "pooling": "#8172B2", "other": "#BBBBBB"}
+
+
+def _as_array(m):
+    if isinstance(m, torch.Tensor):
+        m = m.detach().float().cpu().numpy()
+    return np.asarray(m, dtype=float)
+
+
+def feature_maps(maps, titles=None, title="feature maps", ncols=None, cmap=None, cbar_label="activation (a.u.)",
+                 mark=None, size=2.6):
+    """Plot 2-D maps side by side with colour bars, axes in pixels (lesson 01); returns the figure.
+
+    Maps with negative values get a diverging colour map centred on 0; ``mark=(row, col)`` outlines one pixel.
+    """
+    maps = [_as_array(m) for m in maps]
+    if not maps or any(m.ndim != 2 for m in maps):
+        raise ValueError(f"feature_maps needs a non-empty list of 2-D maps, got shapes {[m.shape for m in maps]}.")
+    if titles is not None and len(titles) != len(maps):
+        raise ValueError(f"{len(titles)} titles for {len(maps)} maps; give one title per map.")
+    ncols = ncols or len(maps)
+    nrows = -(-len(maps) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + 0.6, size * nrows + 0.5),
+                             squeeze=False, constrained_layout=True)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(maps):
+            ax.axis("off")
+            continue
+        m = maps[i]
+        if cmap is not None:
+            style = dict(cmap=cmap)
+        elif m.min() < 0:
+            v = float(np.abs(m).max()) or 1.0
+            style = dict(cmap="RdBu_r", vmin=-v, vmax=v)
+        else:
+            style = dict(cmap="viridis")
+        im = ax.imshow(m, **style)
+        fig.colorbar(im, ax=ax, shrink=0.8, label=cbar_label)
+        ax.set_title(titles[i] if titles is not None else f"map {i}", fontsize=9)
+        ax.set_xlabel("x (pixels)")
+        ax.set_ylabel("y (pixels)")
+        if mark is not None:
+            r, c = mark
+            ax.add_patch(mpatches.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+    fig.suptitle(title)
+    return fig
+
+
+def _layer_kind(name):
+    """'k×k conv', '1×1 conv', 'fully connected', 'pooling' or 'other' for a shapes.describe() name."""
+    if name.startswith("Conv2d 1×1"):
+        return "1×1 conv"
+    if name.startswith("Conv2d"):
+        return "k×k conv"
+    if name.startswith("Linear"):
+        return "fully connected"
+    if "Pool" in name:
+        return "pooling"
+    return "other"
+
+
+def _stack(ax, x, boxes, title, width=0.36, height=0.62, gap=0.3):
+    """Draw boxes (text, kind) top to bottom at x, with arrows; a box of kind 'frame' opens a dashed group."""
+    y, frame = 0.0, None
+    centers = []
+    for text, kind in boxes:
+        if kind == "frame":
+            frame = (text, y)
+            y -= 0.38
+            continue
+        if kind == "endframe":
+            label, top = frame
+            ax.add_patch(mpatches.FancyBboxPatch((x - width / 2 - 0.03, y + gap / 2), width + 0.06, top - y - gap / 2,
+                                                 boxstyle="round,pad=0.01", fill=False, linestyle="--",
+                                                 edgecolor="#444444"))
+            ax.text(x - width / 2 - 0.02, top - 0.17, label, ha="left", va="center", fontsize=9, style="italic")
+            frame = None
+            continue
+        color = LAYER_COLORS.get(kind, "#FFFFFF")
+        ax.add_patch(mpatches.FancyBboxPatch((x - width / 2, y - height), width, height, boxstyle="round,pad=0.02",
+                                             facecolor=color, alpha=0.35 if kind != "io" else 0.0,
+                                             edgecolor="#333333"))
+        ax.text(x, y - height / 2, text, ha="center", va="center", fontsize=9)
+        centers.append((y, y - height))
+        y -= height + gap
+    for (_, bottom), (top, _) in zip(centers, centers[1:]):
+        ax.annotate("", xy=(x, top + 0.02), xytext=(x, bottom - 0.02),
+                    arrowprops=dict(arrowstyle="->", color="#333333"))
+    ax.text(x, 0.35, title, ha="center", va="bottom", fontsize=12, weight="bold")
+    return y
+
+
+def draw_vgg_vs_nin():
+    """VGG block and net (left) beside NiN block and net (right), drawn with matplotlib patches (lesson 02)."""
+    vgg = [("input image", "io"),
+           ("VGG block  (× n)", "frame"),
+           ("3×3 conv, padding 1 + ReLU", "k×k conv"),
+           ("3×3 conv, padding 1 + ReLU", "k×k conv"),
+           ("2×2 max pooling, stride 2", "pooling"),
+           ("", "endframe"),
+           ("fully connected 4096 + ReLU + dropout", "fully connected"),
+           ("fully connected 4096 + ReLU + dropout", "fully connected"),
+           ("fully connected → classes", "fully connected"),
+           ("class scores", "io")]
+    nin = [("input image", "io"),
+           ("NiN block  (× 3)", "frame"),
+           ("k×k conv + ReLU  (k = 11, 5, 3)", "k×k conv"),
+           ("1×1 conv + ReLU", "1×1 conv"),
+           ("1×1 conv + ReLU", "1×1 conv"),
+           ("", "endframe"),
+           ("3×3 max pool, stride 2, after each", "pooling"),
+           ("dropout 0.5", "other"),
+           ("last NiN block", "frame"),
+           ("3×3 conv → classes + ReLU", "k×k conv"),
+           ("1×1 conv + ReLU", "1×1 conv"),
+           ("1×1 conv + ReLU", "1×1 conv"),
+           ("", "endframe"),
+           ("global average pooling", "pooling"),
+           ("class scores", "io")]
+    fig, ax = plt.subplots(figsize=(9, 9))
+    low = min(_stack(ax, 0.25, vgg, "VGG"), _stack(ax, 0.75, nin, "NiN"))
+    handles = [mpatches.Patch(facecolor=c, alpha=0.35, edgecolor="#333333", label=k)
+               for k, c in LAYER_COLORS.items() if k != "other"]
+    ax.legend(handles=handles, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.04))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(low - 0.3, 0.9)
+    ax.axis("off")
+    ax.set_title("VGG vs NiN: blocks and heads (data flows top to bottom)")
+    return fig
+
+
+def parameter_bars(panels, title="parameters per layer", xmax=None):
+    """Horizontal bars of parameters per layer on a log scale, one panel per net (lesson 02); returns the figure.
+
+    ``panels`` maps a panel title to rows ``(path, name, parameters[, part])`` as given by
+    ``shapes.layer_parameters`` or ``shapes.nin_parameter_breakdown(...)['rows']``; 'head' rows are hatched.
+    ``xmax`` fixes the right end of the axis (a panel that redraws keeps its scale).
+    """
+    if not panels:
+        raise ValueError("parameter_bars needs at least one panel of rows.")
+    most = max(len(rows) for rows in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 0.34 * most + 1.8),
+                             squeeze=False, sharex=True, constrained_layout=True)
+    largest = max(r[2] for rows in panels.values() for r in rows)
+    for ax, (name, rows) in zip(axes[0], panels.items()):
+        labels = [f"{r[0]}  {r[1]}" for r in rows]
+        values = [r[2] for r in rows]
+        kinds = [_layer_kind(r[1]) for r in rows]
+        ys = np.arange(len(rows))
+        bars = ax.barh(ys, values, color=[LAYER_COLORS[k] for k in kinds], edgecolor="#333333")
+        for bar, r in zip(bars, rows):
+            if len(r) > 3 and r[3] == "head":
+                bar.set_hatch("//")
+        for y, v in zip(ys, values):
+            ax.text(v * 1.15, y, f"{v:,}", va="center", fontsize=8)
+        ax.set_yticks(ys, labels, fontsize=8)
+        ax.set_ylim(most - 0.5, -0.5)
+        ax.set_xscale("log")
+        ax.set_xlim(10, xmax or largest * 40)
+        ax.set_xlabel("parameters (count, log scale)")
+        ax.set_ylabel("layer (path in the net, forward order)")
+        ax.set_title(f"{name}: {sum(values):,} parameters", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    handles = [mpatches.Patch(facecolor=LAYER_COLORS[k], edgecolor="#333333", label=k)
+               for k in ("k×k conv", "1×1 conv", "fully connected")]
+    handles.append(mpatches.Patch(facecolor="white", edgecolor="#333333", hatch="//", label="head (after the trunk)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False)
+    fig.suptitle(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Lessons 00 and 05: curves that grow while a net trains (d2l's Animator)
+
+def in_notebook():
+    """True inside a Jupyter kernel (where a figure can be updated in place), False in a script or a terminal."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class LiveCurves:
+    """Training curves redrawn in place while a net trains (lessons 00 and 05; d2l's ``Animator``).
+
+    ``add(x, {name: value})`` appends points (``None`` values are skipped); ``draw()`` redraws.
+    In a notebook the figure is one output that each ``draw()`` replaces (an IPython display
+    handle, so text printed before or after it stays); elsewhere nothing is shown (no GUI window)
+    and ``figure`` holds the picture. ``min_interval`` (seconds) lets ``draw()`` skip redraws that
+    come too soon, so plotting does not slow a fast GPU run; ``draw(force=True)`` always draws.
+    """
+
+    STYLES = ("-", "--", "-.", ":")
+    COLORS = ("#1f77b4", "#9467bd", "#2ca02c", "#d62728")
+
+    def __init__(self, names=("train loss", "train acc", "test acc"), *, title="training curves",
+                 xlabel="epoch", ylabel="loss (nats) / accuracy (fraction)", xlim=None, ylim=None,
+                 figsize=(5.0, 3.4), show="auto", min_interval=0.0):
+        if not names:
+            raise ValueError("LiveCurves needs at least one curve name, e.g. ('train loss', 'test acc').")
+        if show not in ("auto", True, False):
+            raise ValueError(f"show {show!r} is not allowed; use 'auto', True or False.")
+        self.names = tuple(names)
+        self.points = {name: ([], []) for name in self.names}
+        self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
+        self.xlim, self.ylim, self.figsize = xlim, ylim, figsize
+        self.show = in_notebook() if show == "auto" else show
+        self.min_interval = min_interval
+        self.draws = 0
+        self._figure = None
+        self._figure_points = None
+        self._handle = None
+        self._last_draw = None
+
+    def add(self, x, values):
+        """Append one point per named value at ``x`` (e.g. ``add(1.4, {'train loss': 0.61})``)."""
+        for name, value in values.items():
+            if name not in self.points:
+                raise ValueError(f"curve {name!r} is not one of {', '.join(map(repr, self.names))}.")
+            if value is not None:
+                xs, ys = self.points[name]
+                xs.append(float(x))
+                ys.append(float(value))
+
+    def _render(self):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=self.figsize, layout="constrained")
+        ax = fig.subplots()
+        for i, name in enumerate(self.names):
+            xs, ys = self.points[name]
+            marker = "o" if len(xs) <= 12 else None
+            ax.plot(xs, ys, self.STYLES[i % len(self.STYLES)], color=self.COLORS[i % len(self.COLORS)],
+                    marker=marker, markersize=3, label=name)
+        if self.xlim is not None:
+            ax.set_xlim(*self.xlim)
+        if self.ylim is not None:
+            ax.set_ylim(*self.ylim)
+        ax.set_xlabel(self.xlabel)
+        ax.set_ylabel(self.ylabel)
+        ax.set_title(self.title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        return fig
+
+    @property
+    def figure(self):
+        """The figure with every point added so far (drawn now if needed)."""
+        if self._figure is None or self._figure_points != self._count():
+            self._figure = self._render()
+            self._figure_points = self._count()
+        return self._figure
+
+    def _count(self):
+        return tuple(len(xs) for xs, _ in self.points.values())
+
+    def _png(self):
+        import io
+
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+    def _repr_png_(self):
+        return self._png()
+
+    def draw(self, force=False):
+        """Redraw (in a notebook: replace the one output in place); returns True if it drew."""
+        import time
+
+        now = time.perf_counter()
+        if not force and self._last_draw is not None and now - self._last_draw < self.min_interval:
+            return False
+        self._last_draw = now
+        self.draws += 1
+        if not self.show:
+            self._figure = None  # drawn lazily when someone asks for ``figure``
+            return True
+        from IPython.display import Image, display
+
+        image = Image(data=self._png(), format="png")
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Lesson 05: training history, confusion matrix, misclassified images
+# (built on matplotlib.figure.Figure, not pyplot, so a training thread may draw them too)
+
+def _figure(figsize):
+    from matplotlib.figure import Figure
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def history_curves(history, title="training curves", batch_points=None):
+    """Loss and accuracy per epoch from a ``train.History`` (or its list of epoch dicts) (lesson 05).
+
+    Left: training loss; right: train and test accuracy. ``batch_points`` (optional list of
+    (epoch as a fraction, loss)) adds the running loss within epochs. Returns the figure.
+    """
+    epochs = list(getattr(history, "epochs", history))
+    fig = _figure((8.4, 3.2))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    xs = [e["epoch"] for e in epochs]
+    if batch_points:
+        bx, by = zip(*batch_points)
+        ax_loss.plot(bx, by, "-", color="#9ecae1", linewidth=1, label="train loss (running)")
+    ax_loss.plot(xs, [e["loss"] for e in epochs], "o-", color="#1f77b4", label="train loss (epoch)")
+    ax_acc.plot(xs, [e["train_acc"] for e in epochs], "o--", color="#9467bd", label="train acc")
+    tests = [(e["epoch"], e["test_acc"]) for e in epochs if e.get("test_acc") is not None]
+    if tests:
+        ax_acc.plot(*zip(*tests), "o-", color="#2ca02c", label="test acc")
+    right = max(xs + [bx[-1] if batch_points else 1, 1])
+    for ax, ylabel in ((ax_loss, "loss (nats, cross-entropy)"), (ax_acc, "accuracy (fraction correct)")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_xlim(0, right + 0.2)
+        ax.grid(alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize=8)
+    ax_acc.set_ylim(0, 1)
+    ax_loss.set_title("training loss", fontsize=10)
+    ax_acc.set_title("accuracy", fontsize=10)
+    fig.suptitle(title)
+    return fig
+
+
+def confusion_matrix_plot(counts, class_names=None, title="confusion matrix (test set)", normalize=True):
+    """A confusion matrix as a heat map: rows = true class, columns = predicted class (lesson 05).
+
+    ``normalize=True`` colours each row by the fraction of that class (the numbers printed are counts).
+    """
+    counts = _as_array(counts)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"a confusion matrix must be square, got shape {counts.shape}.")
+    n = counts.shape[0]
+    if class_names is None:
+        from .data import CLASS_NAMES
+        class_names = CLASS_NAMES if n == len(CLASS_NAMES) else [str(i) for i in range(n)]
+    rows = counts.sum(axis=1, keepdims=True)
+    shown = counts / np.maximum(rows, 1) if normalize else counts
+    fig = _figure((6.4, 5.6))
+    ax = fig.subplots()
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class" if normalize else "images (count)")
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j]:
+                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7,
+                        color="white" if shown[i, j] > 0.5 * (shown.max() or 1) else "#222222")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(f"{title}: accuracy {accuracy:.3f} on {int(counts.sum()):,} images", fontsize=10)
+    return fig
+
+
+def misclassified_grid(images, labels, preds, class_names=None, max_images=16, ncols=8,
+                       title="misclassified test images"):
+    """The first ``max_images`` images whose prediction is wrong, titled 'true → predicted' (lesson 05).
+
+    images: (N, 28, 28) or (N, 1, H, W); labels, preds: (N,) class indices.
+    """
+    if class_names is None:
+        from .data import CLASS_NAMES
+        class_names = CLASS_NAMES
+    images = torch.as_tensor(images)
+    if images.dim() == 4:
+        images = images[:, 0]
+    labels, preds = torch.as_tensor(labels).long(), torch.as_tensor(preds).long()
+    wrong = (labels != preds).nonzero().flatten()[:max_images]
+    k = len(wrong)
+    ncols = max(1, min(ncols, k))
+    nrows = max(1, -(-k // ncols))
+    fig = _figure((1.35 * ncols + 0.3, 1.6 * nrows + 0.6))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).flat
+    for ax, i in zip(axes, list(wrong) + [None] * (nrows * ncols - k)):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i is None:
+            ax.axis("off")
+            continue
+        ax.imshow(_as_array(images[i]), cmap="gray_r")
+        ax.set_title(f"{class_names[labels[i]]}\n→ {class_names[preds[i]]}", fontsize=7, color="#b00020")
+    if k == 0:
+        axes_list = fig.axes
+        axes_list[0].text(0.5, 0.5, "no misclassified image", ha="center", va="center")
+    fig.suptitle(f"{title} (true → predicted; 28×28 pixels each)", fontsize=10)
+    return fig

@@ -1,0 +1,187 @@
+"""Unit tests for what lessons 01 (1×1 convolutions) and 02 (NiN blocks) add to nin_lib:
+shapes.conv_cost / layer_parameters / nin_parameter_breakdown, their plots and their widget panels."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from nin_lib import models, shapes, viz  # noqa: E402
+
+SEED_NIN_PARAMS = 1_992_166
+FC_HEAD_PARAMS = 58_105_354
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes.conv_cost
+
+def test_conv_cost_of_a_1x1_conv_is_that_of_a_linear_layer():
+    cost = shapes.conv_cost(96, 32, 1, input_size=54)
+    assert cost["parameters"] == 96 * 32 + 32 == models.count_parameters(nn.Linear(96, 32))
+    assert cost["output_shape"] == (32, 54, 54)
+    assert cost["macs"] == 32 * 54 * 54 * 96
+
+
+@pytest.mark.parametrize("c_in, c_out, k, size, stride, padding", [
+    (1, 96, 11, 224, 4, 0),   # the seed's first conv
+    (96, 256, 5, 26, 1, 2),
+    (3, 8, 3, 7, 2, 1),
+    (4, 4, 2, 5, 3, 0),       # floor in the output size: (5 - 2) // 3 + 1 = 2
+])
+def test_conv_cost_matches_pytorch_and_trace(c_in, c_out, k, size, stride, padding):
+    layer = nn.Conv2d(c_in, c_out, k, stride, padding)
+    cost = shapes.conv_cost(c_in, c_out, k, input_size=size, stride=stride, padding=padding)
+    with torch.device("meta"):
+        out = layer.to("meta")(torch.zeros(1, c_in, size, size))
+    traced = shapes.trace(layer, size, in_channels=c_in, depth="leaf")
+    assert cost["output_shape"] == tuple(out.shape[1:])
+    assert cost["parameters"] == models.count_parameters(layer) == traced.params
+    assert cost["weights"] + cost["biases"] == cost["parameters"]
+    assert cost["macs"] == traced.macs
+
+
+def test_conv_cost_without_bias():
+    cost = shapes.conv_cost(8, 4, 3, input_size=10, bias=False)
+    assert cost["biases"] == 0
+    assert cost["parameters"] == 8 * 4 * 9 == models.count_parameters(nn.Conv2d(8, 4, 3, bias=False))
+
+
+def test_conv_cost_kernel_larger_than_input_names_sizes():
+    with pytest.raises(shapes.InputTooSmallError, match=r"11×11.*5×5 input"):
+        shapes.conv_cost(1, 1, 11, input_size=5)
+    # padding makes it fit
+    assert shapes.conv_cost(1, 1, 11, input_size=5, padding=3)["output_shape"] == (1, 1, 1)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(in_channels=0), "in_channels"),
+    (dict(out_channels=-3), "out_channels"),
+    (dict(kernel_size=1.5), "kernel_size"),
+    (dict(stride=0), "stride"),
+    (dict(padding=-1), "padding"),
+    (dict(input_size=True), "input_size"),
+])
+def test_conv_cost_rejects_bad_values(kwargs, name):
+    args = dict(in_channels=3, out_channels=4, kernel_size=3, input_size=8)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        shapes.conv_cost(**args)
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes.layer_parameters and nin_parameter_breakdown
+
+def test_layer_parameters_lists_layers_with_parameters_in_order():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Sequential(nn.Conv2d(4, 2, 1), nn.ReLU()),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+    rows = shapes.layer_parameters(net, input_size=8)
+    assert [r[0] for r in rows] == ["0", "2.0", "5"]
+    assert [r[2] for r in rows] == [40, 10, 9]
+    assert sum(r[2] for r in rows) == models.count_parameters(net)
+
+
+def test_breakdown_of_the_seed_net_and_the_fc_head():
+    gap = shapes.nin_parameter_breakdown("gap")
+    fc = shapes.nin_parameter_breakdown("fc")
+    assert gap["total"] == SEED_NIN_PARAMS and fc["total"] == FC_HEAD_PARAMS
+    assert gap["trunk"] == fc["trunk"]                       # same trunk, different heads
+    assert gap["head"] == 34_790
+    assert [r[1] for r in fc["rows"] if r[3] == "head"] == ["Linear 9600→4096", "Linear 4096→4096",
+                                                            "Linear 4096→10"]
+    assert all(r[1].startswith("Conv2d") for r in gap["rows"])
+    assert len(gap["rows"]) == 12 and sum(r[3] == "head" for r in gap["rows"]) == 3
+
+
+def test_breakdown_follows_the_options():
+    assert shapes.nin_parameter_breakdown("gap", num_1x1=0)["total"] == 1_546_058
+    assert shapes.nin_parameter_breakdown("gap", num_1x1=0)["total"] < SEED_NIN_PARAMS
+    small = shapes.nin_parameter_breakdown("fc", width=0.25, hidden=64, arch=28)
+    with torch.device("meta"):
+        net = models.nin_fc_head(width=0.25, hidden=64, arch=28)
+    assert small["total"] == models.count_parameters(net)
+
+
+def test_breakdown_rejects_bad_options():
+    with pytest.raises(ValueError, match="head 'mlp'"):
+        shapes.nin_parameter_breakdown("mlp")
+    with pytest.raises(ValueError, match="num_1x1"):
+        shapes.nin_parameter_breakdown("gap", num_1x1=7)
+
+
+# ---------------------------------------------------------------------------------------------
+# viz
+
+def test_feature_maps_labels_and_mark():
+    fig = viz.feature_maps([torch.rand(6, 6), -torch.rand(6, 6)], ["a", "b"], title="maps", mark=(1, 2))
+    axes = [ax for ax in fig.axes if ax.get_title() in ("a", "b")]
+    assert len(axes) == 2
+    assert all(ax.get_xlabel() == "x (pixels)" and ax.get_ylabel() == "y (pixels)" for ax in axes)
+    assert all(len(ax.patches) == 1 for ax in axes)          # the marked pixel
+    assert axes[1].images[0].get_clim()[0] < 0               # signed map: diverging scale around 0
+    assert fig._suptitle.get_text() == "maps"
+
+
+def test_feature_maps_rejects_bad_input():
+    with pytest.raises(ValueError, match="2-D"):
+        viz.feature_maps([torch.rand(2, 6, 6)])
+    with pytest.raises(ValueError, match="titles"):
+        viz.feature_maps([torch.rand(6, 6)], ["a", "b"])
+
+
+def test_draw_vgg_vs_nin_has_both_nets():
+    fig = viz.draw_vgg_vs_nin()
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"VGG", "NiN", "global average pooling"} <= texts
+    assert fig.axes[0].get_title()
+
+
+def test_parameter_bars_one_log_panel_per_net():
+    gap, fc = shapes.nin_parameter_breakdown("gap"), shapes.nin_parameter_breakdown("fc")
+    fig = viz.parameter_bars({"NiN": gap["rows"], "FC": fc["rows"]}, title="t", xmax=1e10)
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == [f"NiN: {SEED_NIN_PARAMS:,} parameters",
+                                               f"FC: {FC_HEAD_PARAMS:,} parameters"]
+    assert all(ax.get_xscale() == "log" and "parameters" in ax.get_xlabel() for ax in axes)
+    assert axes[0].get_xlim()[1] == pytest.approx(1e10)
+    assert len(axes[1].patches) == len(fc["rows"])
+    with pytest.raises(ValueError):
+        viz.parameter_bars({})
+
+
+# ---------------------------------------------------------------------------------------------
+# widgets (thin panels; need ipywidgets)
+
+def test_conv_cost_panel_updates_and_reports_bad_settings():
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    panel = widgets.conv_cost_panel(in_channels=96, out_channels=96, kernel_size=1, input_size=54)
+    (first,) = panel.result()
+    assert "9,312" in first.data and "96 × 54 × 54" in first.data
+    panel.controls["kernel_size"].value = 3
+    assert "83,040" in panel.result()[0].data           # 96·96·9 + 96
+    panel.controls["kernel_size"].value = 11
+    panel.controls["input_size"].value = 5
+    message = panel.result()[0].data
+    assert "Not possible" in message and "5×5 input" in message
+    panel._changed()                                     # no display handles outside a notebook: no crash
+
+
+def test_nin_params_panel_shows_table_and_bars():
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    panel = widgets.nin_params_panel()
+    table, fig = panel.result()
+    assert f"{SEED_NIN_PARAMS:,}" in table.data
+    assert isinstance(fig, plt.Figure)
+    panel.controls["head"].value = "fc"
+    table, fig = panel.result()
+    assert f"{FC_HEAD_PARAMS:,}" in table.data
