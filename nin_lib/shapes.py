@@ -424,3 +424,18 @@ def nin_parameter_breakdown(head="gap", num_1x1=2, width=1.0, hidden=4096, arch=
     total = sum(r[2] for r in rows)
     head_params = sum(r[2] for r in rows if r[3] == "head")
     return {"rows": rows, "total": total, "trunk": total - head_params, "head": head_params}
+
+
+# ---------------------------------------------------------------------------------------------
+# Lesson 03: the input-size panel's logic
+
+def trace_or_message(net, input_size, in_channels=1, depth="top"):
+    """Lesson 03's input-size panel: the Trace for ``input_size``, or the one sentence saying why it does not fit.
+
+    A size that is too small names the failing layer and the smallest size that works; a size that is
+    not a whole number >= 1 says what is allowed. Nothing raises, so a panel can show either result.
+    """
+    try:
+        return trace(net, input_size, in_channels, depth)
+    except ValueError as error:  # InputTooSmallError is a ValueError
+        return str(error)

@@ -1,0 +1,232 @@
+"""Unit tests for what lessons 03 (shape tracing) and 04 (global average pooling) add to nin_lib:
+shapes.trace_or_message and shapes.cost (checked against PyTorch's own counters), adaptive pooling windows,
+class confidence maps, their plots and their widget panels."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from nin_lib import models, shapes, viz  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _tiny_nin(**kw):
+    torch.manual_seed(0)
+    return models.nin(arch=28, width=0.25, **kw)
+
+
+def _labels(fig):
+    """Every title and axis label of a figure (to check that nothing is left unlabelled)."""
+    texts = [fig._suptitle.get_text()] if fig._suptitle is not None else []
+    for ax in fig.axes:
+        texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+    return " | ".join(texts)
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes.trace_or_message (lesson 03's input-size panel)
+
+def test_trace_or_message_gives_the_table_from_the_smallest_size_on():
+    net = models.nin()
+    t = shapes.trace_or_message(net, 67)
+    assert isinstance(t, shapes.Trace)
+    assert t[7].output_shape == (1, 10, 1, 1)          # the last NiN block gets a 1×1 map
+    assert t.params == 1_992_166
+    assert shapes.trace_or_message(net, 224)[-1].output_shape == (1, 10)
+
+
+def test_trace_or_message_names_the_failing_layer_and_the_smallest_size():
+    message = shapes.trace_or_message(models.nin(), 66)
+    assert isinstance(message, str)
+    assert "layer 5 (MaxPool2d 3×3/2)" in message and "2×2" in message
+    assert "smallest input it accepts is 67×67" in message
+    # a net with a fully connected head also rejects sizes that are too large, naming the Linear layer
+    message = shapes.trace_or_message(models.nin_fc_head(arch=28, width=0.25, hidden=8), 56)
+    assert isinstance(message, str) and "does not fit" in message and "Linear" in message
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "224", True])
+def test_trace_or_message_reports_bad_sizes(bad):
+    message = shapes.trace_or_message(models.nin(), bad)
+    assert isinstance(message, str) and "not allowed" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes.cost (lesson 03's exercise) against PyTorch's FLOP counter and what autograd really keeps
+
+def _measured(net, size, batch_size):
+    """(bytes of the tensors autograd saves for backward, FLOPs of forward + backward) of one real step."""
+    net.train()
+    saved = {}
+
+    def pack(t):
+        saved[(t.untyped_storage().data_ptr(), t.dtype)] = t.untyped_storage().nbytes()
+        return t
+
+    own = {p.untyped_storage().data_ptr() for p in list(net.parameters()) + list(net.buffers())}
+    X = torch.rand(batch_size, 1, size, size)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        net(X).sum().backward()
+    return sum(v for (ptr, _), v in saved.items() if ptr not in own), counter.get_total_flops()
+
+
+@pytest.mark.parametrize("make, size, batch_size", [
+    (lambda: _tiny_nin(), 28, 2),
+    (lambda: _tiny_nin(batch_norm=True), 28, 3),       # BatchNorm keeps per-channel statistics per batch
+    (lambda: _tiny_nin(num_1x1=1, dropout=0.0), 40, 1),
+    (lambda: models.nin_fc_head(arch=28, width=0.25, hidden=32), 28, 2),
+])
+def test_cost_matches_what_pytorch_counts(make, size, batch_size):
+    net = make()
+    c = shapes.cost(net, size, batch_size=batch_size)
+    saved_bytes, flops = _measured(net, size, batch_size)
+    assert c["activation_bytes"] == saved_bytes
+    assert c["train_flops"] == flops
+    with torch.no_grad():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            net.eval()(torch.rand(batch_size, 1, size, size))
+    assert c["predict_flops"] == counter.get_total_flops()
+
+
+def test_cost_of_the_seed_net():
+    c = shapes.cost(models.nin(), 224, batch_size=1)
+    assert c["parameters"] == 1_992_166 and c["weights_bytes"] == 4 * 1_992_166
+    assert c["macs_per_image"] == 762_297_352
+    assert c["train_flops"] == 3 * c["predict_flops"] - 2 * 33_872_256   # the first conv needs no input gradient
+    # prediction: weights + the largest input/output pair alive at once (two 96×54×54 maps)
+    assert c["predict_bytes"] == 4 * (1_992_166 + 2 * 96 * 54 * 54)
+    assert c["activation_bytes"] == 7_677_880        # measured with saved_tensors_hooks (see above)
+    sgd, momentum = shapes.cost(models.nin(), 224, 128), shapes.cost(models.nin(), 224, 128, optimizer_slots=1)
+    assert momentum["train_bytes"] - sgd["train_bytes"] == 4 * 1_992_166
+    assert sgd["train_bytes"] == 4 * 2 * 1_992_166 + 128 * 7_677_880
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(batch_size=0), "batch_size"),
+    (dict(batch_size=1.5), "batch_size"),
+    (dict(optimizer_slots=-1), "optimizer_slots"),
+    (dict(dtype=torch.int8), "dtype"),
+])
+def test_cost_rejects_bad_values(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        shapes.cost(_tiny_nin(), 28, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# adaptive pooling windows (lesson 04)
+
+@pytest.mark.parametrize("size, out", [(10, 4), (5, 3), (7, 7), (12, 4), (5, 1), (3, 5)])
+def test_adaptive_windows_reproduce_the_real_layer(size, out):
+    X = torch.rand(2, 3, size, size)
+    windows = shapes.adaptive_windows(size, out)
+    by_hand = torch.stack([torch.stack([X[:, :, r0:r1, c0:c1].mean((2, 3)) for c0, c1 in windows], -1)
+                           for r0, r1 in windows], -2)
+    assert torch.allclose(by_hand, nn.AdaptiveAvgPool2d((out, out))(X), atol=1e-6)
+
+
+def test_adaptive_windows_figure_shows_overlap():
+    fig = viz.adaptive_windows_figure(10, 4)
+    labels = _labels(fig)
+    assert "10 pixels to 4 cells" in labels and "input position (pixel index)" in labels
+    assert "output cell i" in labels and "windows per pixel" in labels
+    cover = [p.get_height() for p in fig.axes[1].patches]
+    assert cover == [1, 1, 2, 1, 1, 1, 1, 2, 1, 1]   # pixels 2 and 7 are in two windows
+
+
+@pytest.mark.parametrize("size, out", [(0, 4), (10, 0), (10.5, 4), (10, "4")])
+def test_adaptive_windows_figure_rejects_bad_sizes(size, out):
+    with pytest.raises(ValueError, match="is not allowed"):
+        viz.adaptive_windows_figure(size, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# class confidence maps (lesson 04)
+
+def test_class_maps_average_to_the_logits():
+    net = _tiny_nin(batch_norm=True).train()
+    X = torch.rand(3, 1, 28, 28)
+    maps, logits = viz.class_maps(net, X)
+    assert maps.shape == (3, 10, 4, 4) and logits.shape == (3, 10)
+    assert net.training                                  # the mode is given back
+    with torch.no_grad():
+        assert torch.allclose(logits, net.eval()(X))
+    assert torch.allclose(maps.mean((2, 3)), logits)     # global average pooling is the mean of each map
+    assert (maps >= 0).all()                             # the last block ends with a ReLU
+
+
+def test_class_maps_needs_global_average_pooling():
+    with pytest.raises(ValueError, match="AdaptiveAvgPool2d"):
+        viz.class_maps(models.nin_fc_head(arch=28, width=0.25, hidden=8), torch.rand(1, 1, 28, 28))
+
+
+def test_confidence_figures_are_labelled():
+    net = _tiny_nin()
+    X = torch.rand(3, 1, 28, 28)
+    maps, logits = viz.class_maps(net, X)
+    fig = viz.confidence_maps_figure(X[0], maps[0], logits[0], label=4)
+    labels = _labels(fig)
+    assert "coat ✓" in labels and "x (pixels)" in labels and "map x (cells)" in labels
+    assert len(fig.axes) == 1 + 10 + 1                   # the overlay, ten maps, the colour bar
+    fig = viz.confidence_overview(X[:, 0], maps, logits, labels=[0, 1, 2], ncols=2)
+    assert "true: trouser" in _labels(fig)
+    with pytest.raises(ValueError, match="one name per class"):
+        viz.confidence_maps_figure(X[0], maps[0], logits[0], class_names=["a", "b"])
+    with pytest.raises(ValueError, match="one logit per class"):
+        viz.confidence_maps_figure(X[0], maps[0], logits[0, :5])
+
+
+def test_size_staircase_needs_one_side_per_size():
+    fig = viz.size_staircase([60, 70, 80], {"last map": [None, 1, 1]}, min_size=67)
+    assert "input side (pixels)" in _labels(fig)
+    with pytest.raises(ValueError, match="one output side per input size"):
+        viz.size_staircase([60, 70], {"last map": [1]})
+
+
+# ---------------------------------------------------------------------------------------------
+# widgets (thin panels; need ipywidgets)
+
+def test_input_size_panel_shows_table_or_reason():
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    panel = widgets.input_size_panel(input_size=224)
+    html = panel.result()[0].data
+    assert "maps are 5×5" in html and "1,992,166" in html and "<table>" in html
+    panel.controls["input_size"].value = 66
+    message = panel.result()[0].data
+    assert "Not possible" in message and "layer 5" in message and "67×67" in message
+    panel.controls["input_size"].value = 67
+    panel.controls["depth"].value = "leaf"
+    assert "0.0 Conv2d 11×11/4" in panel.result()[0].data
+
+
+def test_adaptive_windows_panel():
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    panel = widgets.adaptive_windows_panel(size=10, out=4)
+    text, fig = panel.result()
+    assert "[0, 3), [2, 5), [5, 8), [7, 10)" in text.data and "overlap" in text.data
+    panel.controls["size"].value = 12
+    assert "kernel 3, stride 3" in panel.result()[0].data
+
+
+def test_confidence_maps_panel():
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    X, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    panel = widgets.confidence_maps_panel(_tiny_nin(), X, y, index=1)
+    fig = panel.result()[0]
+    assert "test image 1" in _labels(fig) and "trouser ✓" in _labels(fig)
+    with pytest.raises(ValueError, match="image index 4"):
+        widgets.confidence_maps_view(_tiny_nin(), X, y, 4)
