@@ -6,6 +6,7 @@ cache folder is used, and missing files are downloaded there when there is a net
 """
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import struct
@@ -100,7 +101,7 @@ def download(name, root, urls=None, timeout=30):
 
     ``urls`` are base addresses to try in order (default: torchvision's mirrors).
     """
-    filename, md5, _, _, _ = FILES[name]
+    filename, md5, size, _, _ = FILES[name]
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -115,19 +116,24 @@ def download(name, root, urls=None, timeout=30):
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
                 shutil.copyfileobj(response, out)
+            got = part.stat().st_size
+            if got < size:  # the connection closed early
+                raise DataError(f"the download stopped after {got:,} of {size:,} bytes")
             if md5sum(part) != md5:
                 raise DataError(f"the download from {url} has the wrong checksum")
             os.replace(part, target)
             return target
-        except (OSError, urllib.error.URLError, DataError, ValueError) as e:
+        except (OSError, urllib.error.URLError, http.client.HTTPException, DataError, ValueError) as e:
             reasons.append(f"{url}: {getattr(e, 'reason', None) or e}")
         finally:
             if part.exists():
                 part.unlink()
     where = urls[0] if urls else "https://github.com/zalandoresearch/fashion-mnist (data/fashion/)"
+    others = [f for n, (f, *_r) in FILES.items() if n != name and not (root / f).exists()]
+    also = f" (the other missing files, {', '.join(others)}, go there too)" if others else ""
     raise DataError(f"{filename} is missing from {str(root)!r} and could not be downloaded "
                     f"({'; '.join(reasons) or 'no address to try'}); fetch it from {where} and put it in "
-                    f"{str(root)!r}, or set {DATA_ENV} to a folder that holds the four .gz files.")
+                    f"{str(root)!r}{also}, or set {DATA_ENV} to a folder that holds the four .gz files.")
 
 
 def find(name, root=None, allow_download=True, urls=None):

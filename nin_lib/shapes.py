@@ -134,9 +134,24 @@ def check_input_size(net, input_size, in_channels=1):
         _propagate(net, (h, w), in_channels)
     except InputTooSmallError as e:
         smallest = min_input_size(net, in_channels)
+        largest = _largest_input_size(net, smallest, in_channels)
         what = "is too small for" if min(h, w) < smallest else "does not fit"
-        raise InputTooSmallError(f"a {h}×{w} input {what} this net: {e}; "
-                                 f"the smallest input it accepts is {smallest}×{smallest}.") from None
+        accepts = (f"the smallest input it accepts is {smallest}×{smallest}" if largest is None else
+                   f"it accepts only inputs from {smallest}×{smallest} to {largest}×{largest}")
+        raise InputTooSmallError(f"a {h}×{w} input {what} this net: {e}; {accepts}.") from None
+
+
+def _largest_input_size(net, smallest, in_channels=1, limit=4096):
+    """The end of the band of sizes from ``smallest`` that the net accepts; None if it is open-ended
+    (nets with a fixed-size Linear head accept only a band, e.g. 195–226 for the FC-head NiN)."""
+    if not any(isinstance(m, nn.Linear) for m in net.modules()):
+        return None
+    for side in range(smallest + 1, limit + 1):
+        try:
+            _propagate(net, (side, side), in_channels)
+        except InputTooSmallError:
+            return side - 1
+    return None
 
 
 @dataclass

@@ -306,9 +306,14 @@ class LiveCurves:
 
 # ---------------------------------------------------------------------------------------------
 # Lesson 05: training history, confusion matrix, misclassified images
-# (built on matplotlib.figure.Figure, not pyplot, so a training thread may draw them too)
+# (a pyplot figure in the main thread, shown by a notebook like the others; a plain
+# matplotlib.figure.Figure in any other thread, so the training panel's thread may draw too)
 
 def _figure(figsize):
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        return plt.figure(figsize=figsize, layout="constrained")
     from matplotlib.figure import Figure
     return Figure(figsize=figsize, layout="constrained")
 
@@ -317,7 +322,7 @@ def history_curves(history, title="training curves", batch_points=None):
     """Loss and accuracy per epoch from a ``train.History`` (or its list of epoch dicts) (lesson 05).
 
     Left: training loss; right: train and test accuracy. ``batch_points`` (optional list of
-    (epoch as a fraction, loss)) adds the running loss within epochs. Returns the figure.
+    (epoch as a fraction, loss)) adds batch losses within epochs. Returns the figure.
     """
     epochs = list(getattr(history, "epochs", history))
     fig = _figure((8.4, 3.2))
@@ -325,7 +330,7 @@ def history_curves(history, title="training curves", batch_points=None):
     xs = [e["epoch"] for e in epochs]
     if batch_points:
         bx, by = zip(*batch_points)
-        ax_loss.plot(bx, by, "-", color="#9ecae1", linewidth=1, label="train loss (running)")
+        ax_loss.plot(bx, by, "-", color="#9ecae1", linewidth=1, label="train loss (batches)")
     ax_loss.plot(xs, [e["loss"] for e in epochs], "o-", color="#1f77b4", label="train loss (epoch)")
     ax_acc.plot(xs, [e["train_acc"] for e in epochs], "o--", color="#9467bd", label="train acc")
     tests = [(e["epoch"], e["test_acc"]) for e in epochs if e.get("test_acc") is not None]
@@ -409,4 +414,242 @@ def misclassified_grid(images, labels, preds, class_names=None, max_images=16, n
         axes_list = fig.axes
         axes_list[0].text(0.5, 0.5, "no misclassified image", ha="center", va="center")
     fig.suptitle(f"{title} (true → predicted; 28×28 pixels each)", fontsize=10)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Lesson 06: results over several seeds (mean ± spread, every seed as a point)
+
+def seed_spread(panels, title="results over seeds", ylabel="test accuracy (fraction)", chance=None,
+                panel_width=None):
+    """Every seed as a point, the mean as a bar and ± one standard deviation as an error bar (lesson 06).
+
+    ``panels`` maps a panel title to groups ``[(label, values), ...]`` (one group per configuration);
+    ``ylabel`` is one label or a dict per panel title; ``chance`` draws a dashed line at that value
+    (e.g. 0.1 for ten classes) on accuracy panels (or give a dict per panel title). Returns the figure.
+    """
+    if not panels or any(not groups for groups in panels.values()):
+        raise ValueError("seed_spread needs at least one panel, each with at least one (label, values) group.")
+    most = max(len(groups) for groups in panels.values())
+    width = panel_width or max(3.2, 1.15 * most + 1.2)
+    fig = _figure((width * len(panels), 3.9))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colors = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860")
+    for ax, (name, groups) in zip(axes, panels.items()):
+        label_y = ylabel.get(name, "value") if isinstance(ylabel, dict) else ylabel
+        for i, (label, values) in enumerate(groups):
+            v = np.asarray([x for x in values if x is not None], dtype=float)
+            if v.size == 0:
+                continue
+            mean = v.mean()
+            std = v.std(ddof=1) if v.size > 1 else 0.0
+            color = colors[i % len(colors)]
+            ax.bar(i, mean, width=0.6, color=color, alpha=0.25, edgecolor=color)
+            ax.errorbar(i, mean, yerr=std, color="#222222", capsize=6, lw=1.5, zorder=3)
+            offsets = np.linspace(-0.18, 0.18, v.size) if v.size > 1 else np.zeros(1)
+            ax.scatter(i + offsets, v, color=color, edgecolor="#222222", s=30, zorder=4)
+            ax.annotate(f"{mean:.3f}±{std:.3f}", (i, max(v.max(), mean + std)), xytext=(0, 5), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=8,
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8), zorder=5)
+        level = chance.get(name) if isinstance(chance, dict) else chance
+        is_accuracy = label_y.split(" (")[0].endswith("accuracy") and "−" not in label_y
+        if level is not None and (isinstance(chance, dict) or is_accuracy):
+            ax.axhline(level, ls="--", color="#888888", lw=1)
+            ax.text(len(groups) - 0.5, level, "chance", ha="right", va="bottom", fontsize=8, color="#666666")
+        ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=8)
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set_ylabel(label_y)
+        ax.set_xlabel("configuration")
+        ax.margins(y=0.12)
+        ax.set_title(name, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{title}\npoints: one per seed · bar: mean · whisker: ± 1 standard deviation", fontsize=10)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Lessons 03-04: output sizes, adaptive pooling windows, class confidence maps
+
+def size_staircase(sizes, sides, min_size=None, mark=None, title="map side after each stage of the net"):
+    """Output side of each stage against the input side, as steps (the floor in the formula) (lesson 03).
+
+    ``sides`` maps a stage name to one side per input size (None where the input is too small);
+    ``min_size`` shades the sizes the net rejects; ``mark`` draws a dashed line at one input size.
+    Returns the figure.
+    """
+    if not sizes or not sides or any(len(v) != len(sizes) for v in sides.values()):
+        raise ValueError("size_staircase needs input sizes and, per stage, one output side per input size.")
+    fig, ax = plt.subplots(figsize=(8.5, 4.6), constrained_layout=True)
+    for name, values in sides.items():
+        ys = [np.nan if v is None else v for v in values]
+        ax.step(sizes, ys, where="post", label=name)
+    if min_size is not None and min_size > sizes[0]:
+        ax.axvspan(sizes[0], min_size, color="#C44E52", alpha=0.12,
+                   label=f"too small: below {min_size}×{min_size} a layer gets no output")
+    if mark is not None:
+        ax.axvline(mark, color="#333333", linestyle="--", linewidth=1, label=f"{mark}×{mark} input")
+    ax.set_yscale("log", base=2)
+    top = max(v for values in sides.values() for v in values if v is not None)
+    ticks = [2 ** i for i in range(int(np.log2(top)) + 1)]
+    ax.set_yticks(ticks, [str(t) for t in ticks])
+    ax.set_xlabel("input side (pixels)")
+    ax.set_ylabel("output side (pixels, log scale)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def _check_windows_args(size, out):
+    for name, value in (("size", size), ("out", out)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} {value!r} is not allowed; use a whole number >= 1.")
+
+
+def adaptive_windows_figure(size, out, title=None):
+    """The windows adaptive pooling uses to take ``size`` pixels to ``out`` cells, and how often each pixel is
+    covered (lesson 04): start = floor(i·size/out), end = ceil((i+1)·size/out). Returns the figure."""
+    from nin_lib import shapes
+    _check_windows_args(size, out)
+    windows = shapes.adaptive_windows(size, out)
+    cover = np.zeros(size, dtype=int)
+    for s, e in windows:
+        cover[s:e] += 1
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(8.5, 1.2 + 0.42 * out + 1.6), sharex=True, constrained_layout=True,
+                                 gridspec_kw={"height_ratios": [max(out, 2), 2]})
+    colors = plt.cm.tab10(np.arange(out) % 10)
+    for i, (s, e) in enumerate(windows):
+        ax.barh(i, e - s, left=s - 0.5, height=0.7, color=colors[i], alpha=0.55, edgecolor="#333333")
+        ax.text(s - 0.5 + (e - s) / 2, i, f"[{s}, {e})  {e - s} px", ha="center", va="center", fontsize=8)
+    ax.set_ylim(out - 0.5, -0.5)
+    ax.set_yticks(range(out), [f"cell {i}" for i in range(out)] if out <= 16 else None)
+    ax.set_ylabel("output cell i")
+    ax.set_title(title or f"adaptive pooling of {size} pixels to {out} cells: "
+                          f"start = ⌊i·{size}/{out}⌋, end = ⌈(i+1)·{size}/{out}⌉")
+    ax.grid(axis="x", alpha=0.3)
+    bx.bar(np.arange(size), cover, width=0.9, color=["#C44E52" if c > 1 else "#8172B2" for c in cover])
+    bx.set_ylabel("windows per pixel")
+    bx.set_xlabel("input position (pixel index)")
+    bx.set_yticks(range(0, int(cover.max()) + 1))
+    bx.set_xlim(-0.5, size - 0.5)
+    bx.set_title("red: pixels in two windows (the windows overlap where size/out is not a whole number)",
+                 fontsize=9)
+    return fig
+
+
+def class_maps(net, X):
+    """The maps a NiN's last block gives, one per class, and the class scores pooled from them (lesson 04).
+
+    ``net`` is an nn.Sequential with an AdaptiveAvgPool2d layer (NiN's global average pooling); the maps are
+    the output of everything before it. Runs in eval mode without gradients; returns (maps, logits).
+    """
+    layers = list(net) if isinstance(net, torch.nn.Sequential) else []
+    gap = [i for i, m in enumerate(layers) if isinstance(m, torch.nn.AdaptiveAvgPool2d)]
+    if not gap:
+        raise ValueError("class_maps needs an nn.Sequential with an AdaptiveAvgPool2d layer (NiN's global "
+                         "average pooling); this net has none.")
+    i = gap[-1]
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            maps = net[:i](X)
+            logits = net[i:](maps)
+    finally:
+        net.train(was_training)
+    return maps, logits
+
+
+def _overlay(ax, image, heat, vmax, alpha=0.55):
+    """Draw a grey image and a class map stretched over it (each map cell covers a block of pixels)."""
+    image, heat = _as_array(image), _as_array(heat)
+    h, w = image.shape
+    ax.imshow(image, cmap="gray_r", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    im = ax.imshow(heat, cmap="inferno", alpha=alpha, vmin=0, vmax=vmax or 1.0, interpolation="bilinear",
+                   extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    return im
+
+
+def _names(class_names, n):
+    if class_names is None:
+        from nin_lib import data
+        class_names = data.CLASS_NAMES
+    if len(class_names) != n:
+        raise ValueError(f"{len(class_names)} class names for {n} class maps; give one name per class.")
+    return class_names
+
+
+def confidence_maps_figure(image, maps, logits, label=None, class_names=None, title=None):
+    """One image: the predicted class's map over the image, then all class maps with their scores (lesson 04).
+
+    ``image`` is (H, W) or (1, H, W); ``maps`` (C, h, w) and ``logits`` (C,) come from ``class_maps``.
+    """
+    image = _as_array(image).reshape(_as_array(image).shape[-2:])
+    maps, logits = _as_array(maps), _as_array(logits)
+    if maps.ndim != 3 or logits.shape != (maps.shape[0],):
+        raise ValueError(f"maps must be (classes, h, w) with one logit per class; got {maps.shape} and {logits.shape}.")
+    names = _names(class_names, maps.shape[0])
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    pred = int(logits.argmax())
+    vmax = float(maps.max()) or 1.0
+    ncols = 5
+    nrows = -(-maps.shape[0] // ncols)
+    fig = plt.figure(figsize=(3.8 + 2.0 * ncols, 2.6 * nrows + 1.0), constrained_layout=True)
+    grid = fig.add_gridspec(nrows, ncols + 2)
+    big = fig.add_subplot(grid[:, :2])
+    im = _overlay(big, image, maps[pred], vmax)
+    truth = "" if label is None else f"\ntrue: {names[int(label)]}"
+    big.set_title(f"predicted: {names[pred]} (p = {probs[pred]:.2f}){truth}\nits map over the image", fontsize=10)
+    for c in range(maps.shape[0]):
+        ax = fig.add_subplot(grid[c // ncols, 2 + c % ncols])
+        ax.imshow(maps[c], cmap="inferno", vmin=0, vmax=vmax)
+        mark = " ✓" if label is not None and c == int(label) else ""
+        ax.set_title(f"{names[c]}{mark}\nmean {logits[c]:.2f}, p = {probs[c]:.2f}", fontsize=8,
+                     color="#C44E52" if c == pred else "black", weight="bold" if c == pred else "normal")
+        ax.set_xlabel("map x (cells)", fontsize=7)
+        ax.set_ylabel("map y (cells)", fontsize=7)
+        ax.set_xticks(range(maps.shape[2]))
+        ax.set_yticks(range(maps.shape[1]))
+        ax.tick_params(labelsize=6)
+        if c == pred:
+            for side in ax.spines.values():
+                side.set_edgecolor("#C44E52")
+                side.set_linewidth(2)
+    fig.colorbar(im, ax=big, location="bottom", shrink=0.9, label="class map value (a.u.; its mean is the class score)")
+    fig.suptitle(title or "class confidence maps: the last NiN block's output, one map per class; "
+                          "global average pooling turns each map into its class score")
+    return fig
+
+
+def confidence_overview(images, maps, logits, labels=None, class_names=None, ncols=4,
+                        title="each image with the map of the class the net predicts"):
+    """A grid of images, each with its predicted class's map laid over it (lesson 04); returns the figure."""
+    images, maps, logits = _as_array(images), _as_array(maps), _as_array(logits)
+    n = len(images)
+    if n == 0 or maps.ndim != 4 or len(maps) != n or logits.shape != maps.shape[:2]:
+        raise ValueError(f"need N images with (N, classes, h, w) maps and (N, classes) logits; got "
+                         f"{images.shape}, {maps.shape} and {logits.shape}.")
+    names = _names(class_names, maps.shape[1])
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.7 * ncols, 2.95 * nrows + 0.6), squeeze=False,
+                             constrained_layout=True)
+    vmax = float(maps.max()) or 1.0
+    im = None
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        pred = int(logits[k].argmax())
+        p = np.exp(logits[k] - logits[k].max())
+        p /= p.sum()
+        im = _overlay(ax, images[k].reshape(images[k].shape[-2:]), maps[k, pred], vmax)
+        ok = labels is None or int(labels[k]) == pred
+        truth = "" if labels is None else f"\ntrue: {names[int(labels[k])]}"
+        ax.set_title(f"pred: {names[pred]} ({p[pred]:.2f}){truth}", fontsize=9,
+                     color="black" if ok else "#C44E52")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="predicted class's map value (a.u.)")
+    fig.suptitle(title)
     return fig

@@ -72,6 +72,11 @@ def test_min_input_size_is_tight_for_variants(net, size):
 def test_fc_head_size_mismatch_is_named():
     with pytest.raises(shapes.InputTooSmallError, match=r"layer 7 \(Linear 9600→4096\) expects 9,600 features"):
         shapes.check_input_size(models.nin_fc_head(), 100)
+    with pytest.raises(shapes.InputTooSmallError, match=r"does not fit .* accepts only inputs from 195×195 to 226×226"):
+        shapes.check_input_size(models.nin_fc_head(), 227)
+    net = models.nin_fc_head(hidden=8)
+    net(torch.zeros(1, 1, 226, 226))  # the band's ends really run
+    net(torch.zeros(1, 1, 195, 195))
 
 
 def test_trace_table():

@@ -1,0 +1,375 @@
+"""The book's names on nin_lib (lesson 00): with ``from nin_lib import d2l`` the chapter's code runs as printed.
+
+The d2l-zh chapter 网络中的网络 (NiN) takes three names from ``d2l.torch``: ``load_data_fashion_mnist``,
+``train_ch6`` and ``try_gpu``. Here they keep the book's signatures and meaning but run on nin_lib:
+
+* ``load_data_fashion_mnist`` returns two ``BookBatches``: the images stay uint8 tensors and every
+  batch is scaled to [0, 1] and resized as one tensor (no PIL, no worker processes). They sit on
+  the CPU until ``train_ch6`` moves them, once, to its device, where they stay.
+* ``train_ch6`` is ``train.fit`` with the book's recipe (Xavier-uniform init, plain SGD,
+  cross-entropy, test accuracy after every epoch), d2l's live plot and d2l's two closing lines.
+  On CUDA, ``fit`` adds bf16 autocast and channels_last.
+
+How much runs: with ``NIN_FAST=1`` a run is cut to a few images and at most ``FAST_EPOCHS`` epochs;
+on a CPU, a run that would take longer than ``CPU_BUDGET_S`` (estimated from one timed
+forward+backward pass) is cut to a CPU-sized one of about ``CPU_TARGET_S``. Either way one printed
+line says so; ``fit_ch6(..., shrink=False)`` runs exactly what was asked.
+"""
+import copy
+import io
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import data, models, runtime, shapes, train, viz
+
+FAST_EPOCHS = 2      # NIN_FAST=1: at most this many epochs,
+FAST_TRAIN = 16      # on this many training images
+FAST_TEST = 16       # and this many test images
+CPU_BUDGET_S = 600   # on a CPU, a run estimated to take longer than this (seconds) is cut
+CPU_TARGET_S = 300   # to one estimated to take about this long,
+CPU_EPOCHS = 3       # with at most this many epochs
+SUBSET_SEED = 0      # which images a cut run keeps
+
+
+# ---------------------------------------------------------------------------------------------
+# Device and data
+
+def try_gpu(i=0):
+    """d2l's ``try_gpu`` (lesson 00): GPU ``cuda:i`` if it exists, else the CPU."""
+    if torch.cuda.device_count() >= i + 1:
+        return torch.device(f"cuda:{i}")
+    return torch.device("cpu")
+
+
+class BookBatches(data.Batches):
+    """What ``load_data_fashion_mnist`` returns (lesson 00): ``data.Batches`` that can move to a device.
+
+    Iterating gives the book's ``(X, y)``: X float32 in [0, 1] of shape (batch, 1, side, side), y int64;
+    the training set is reshuffled every pass, the test set comes in order. ``to(device)`` moves the
+    stored uint8 images once; from then on every batch is made on that device.
+    """
+
+    def to(self, device):
+        """Keep the images on ``device`` from now on (as ``nn.Module.to``, it changes this object and returns it)."""
+        device = torch.device(device)
+        self.images = self.images.to(device)
+        self.labels = self.labels.to(device)
+        self.device = device
+        return self
+
+    def subset(self, size, seed=SUBSET_SEED):
+        """A copy holding ``size`` examples drawn at random with ``seed``, kept in their original order."""
+        size = min(size, self.num_examples)
+        index = data.subset_indices(self.num_examples, size, seed).to(self.device)
+        return BookBatches(self.images[index], self.labels[index], min(self.batch_size, size),
+                           shuffle=self.shuffle, seed=self.seed, resize=self.resize, device=self.device,
+                           drop_last=self.drop_last, channels_last=self.channels_last, flip=self.flip,
+                           dtype=self.dtype)
+
+    @property
+    def image_shape(self):
+        """The shape of one image in a batch: (1, side, side)."""
+        side = self.resize or self.images.shape[-1]
+        return (1, side, side)
+
+    def __repr__(self):
+        order = "shuffled each pass" if self.shuffle else "in order"
+        return (f"BookBatches({self.num_examples:,} images of {'×'.join(map(str, self.image_shape))}, "
+                f"batch_size {self.batch_size}, {order}, on {self.device})")
+
+
+def load_data_fashion_mnist(batch_size, resize=None):
+    """d2l's ``load_data_fashion_mnist`` on nin_lib's tensor pipeline (lesson 00): ``(train_iter, test_iter)``.
+
+    Same meaning as the book's: 60,000 training and 10,000 test images scaled to [0, 1], resized to
+    ``resize`` × ``resize`` if given, training batches reshuffled every epoch, test batches in order,
+    the last batch smaller. The shuffling is seeded from torch's global generator, so
+    ``torch.manual_seed`` makes it repeatable.
+    """
+    ds = data.load_fashion_mnist()
+    seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+    train_iter = BookBatches(ds.train_images, ds.train_labels, batch_size, shuffle=True, seed=seed, resize=resize)
+    test_iter = BookBatches(ds.test_images, ds.test_labels, batch_size, shuffle=False, resize=resize)
+    return train_iter, test_iter
+
+
+def evaluate_accuracy_gpu(net, data_iter, device=None):
+    """d2l's ``evaluate_accuracy_gpu`` (lesson 00): the accuracy of ``net`` on ``data_iter`` (``train.evaluate``)."""
+    return train.evaluate(net, data_iter, device)
+
+
+# ---------------------------------------------------------------------------------------------
+# How much of a run to do here
+
+@dataclass
+class RunPlan:
+    """What ``train_ch6`` runs (lesson 00): the iterables, the epochs, and the line that says what was cut."""
+    train_iter: object
+    test_iter: object
+    num_epochs: int
+    note: str = None
+
+
+def measure_seconds_per_image(net, image_shape, batch_size=8):
+    """Seconds one training image costs on the CPU: one timed forward+backward pass on a copy of ``net``.
+
+    The copy runs in eval mode on zeros, so no random numbers are drawn and ``net`` is untouched.
+    """
+    probe = copy.deepcopy(net).to("cpu").eval()
+    X = torch.zeros((batch_size, *image_shape))
+
+    def step(n):
+        probe(X[:n]).float().sum().backward()
+
+    step(1)  # warm-up: the first pass allocates
+    start = time.perf_counter()
+    step(batch_size)
+    return (time.perf_counter() - start) / batch_size
+
+
+def estimate_seconds(seconds_per_image, train_examples, test_examples, num_epochs):
+    """Estimated run time: training images at ``seconds_per_image``, test images (forward only) at a third of it."""
+    return num_epochs * (train_examples + test_examples / 3) * seconds_per_image
+
+
+def _duration(seconds):
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} hours"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.0f} s"
+
+
+def _of(part, whole):
+    return f"{part.num_examples:,} of {whole.num_examples:,}"
+
+
+def check_input(net, image_shape):
+    """Raise ``shapes.InputTooSmallError`` (naming the layer and the smallest size) if the images are too small."""
+    try:
+        shapes.check_input_size(net, tuple(image_shape[1:]), in_channels=image_shape[0])
+    except shapes.InputTooSmallError:
+        raise
+    except Exception:  # a net that shapes cannot follow: its forward pass will say what is wrong
+        pass
+
+
+def plan_run(net, train_iter, test_iter, num_epochs, device, *, shrink=True, fast=None, seconds_per_image=None):
+    """Decide how much of the run to do here (lesson 00): all of it, a fast-mode run, or a CPU-sized run.
+
+    Only iterables from ``load_data_fashion_mnist`` can be cut to a subset; for others fast mode
+    only caps the epochs. ``seconds_per_image`` replaces the CPU measurement (tests).
+    """
+    fast = runtime.fast_mode() if fast is None else fast
+    ours = isinstance(train_iter, BookBatches) and (test_iter is None or isinstance(test_iter, BookBatches))
+    if not shrink:
+        return RunPlan(train_iter, test_iter, num_epochs)
+    if fast:
+        return _fast_plan(train_iter, test_iter, num_epochs, ours)
+    if device.type == "cpu" and ours:
+        t = seconds_per_image if seconds_per_image is not None else measure_seconds_per_image(net, train_iter.image_shape)
+        return _cpu_plan(train_iter, test_iter, num_epochs, t)
+    return RunPlan(train_iter, test_iter, num_epochs)
+
+
+def _cut(train_iter, test_iter, train_size, test_size, num_epochs, epochs, why):
+    small_train = train_iter.subset(train_size)
+    small_test = test_iter.subset(test_size) if test_iter is not None else None
+    test_part = f" and {_of(small_test, test_iter)} test" if test_iter is not None else ""
+    return RunPlan(small_train, small_test, epochs,
+                   f"{why} {_of(small_train, train_iter)} training{test_part} images, {epochs} of {num_epochs} epochs")
+
+
+def _fast_plan(train_iter, test_iter, num_epochs, ours):
+    epochs = min(num_epochs, FAST_EPOCHS)
+    if not ours:
+        return RunPlan(train_iter, test_iter, epochs,
+                       f"NIN_FAST=1: {epochs} of {num_epochs} epochs (unset NIN_FAST for the full run)")
+    plan = _cut(train_iter, test_iter, FAST_TRAIN, FAST_TEST, num_epochs, epochs, "NIN_FAST=1: a quick run on")
+    plan.note += " (unset NIN_FAST for the book's full run)"
+    return plan
+
+
+def _cpu_plan(train_iter, test_iter, num_epochs, seconds_per_image):
+    t = seconds_per_image
+    n_test = test_iter.num_examples if test_iter is not None else 0
+    full = estimate_seconds(t, train_iter.num_examples, n_test, num_epochs)
+    if full <= CPU_BUDGET_S:
+        return RunPlan(train_iter, test_iter, num_epochs)
+    epochs = min(num_epochs, CPU_EPOCHS)
+    batch_size = train_iter.batch_size
+    fits = CPU_TARGET_S / estimate_seconds(t, 1, 0.5 if n_test else 0, epochs)
+    train_size = min(train_iter.num_examples, max(batch_size, int(fits // batch_size) * batch_size))
+    side = "×".join(map(str, train_iter.image_shape[1:]))
+    why = (f"cpu: training runs at about {1 / t:.1f} images/s here, so the full run "
+           f"({train_iter.num_examples:,} images × {num_epochs} epochs at {side}) would take about "
+           f"{_duration(full)}; running a CPU-sized version instead:")
+    return _cut(train_iter, test_iter, train_size, max(train_size // 2, 1), num_epochs, epochs, why)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+class CountingCrossEntropy(nn.CrossEntropyLoss):
+    """Cross-entropy that also sums the epoch's training loss and correct predictions on the device (lesson 00).
+
+    ``train_ch6`` gives it to ``fit`` as the loss, so the live plot can show the running training loss
+    and accuracy within an epoch, as d2l's does, reading them only when it plots.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.reset()
+
+    def reset(self):
+        """Start a new epoch's sums."""
+        self.loss_sum, self.correct, self.count = None, None, 0
+
+    def forward(self, y_hat, y):
+        l = super().forward(y_hat, y)
+        if torch.is_grad_enabled():  # training batches only
+            with torch.no_grad():
+                loss_sum = l.detach().float() * y.shape[0]
+                correct = (y_hat.argmax(dim=1) == y).sum()
+                if self.loss_sum is None:
+                    self.loss_sum, self.correct = loss_sum, correct
+                else:
+                    self.loss_sum, self.correct = self.loss_sum + loss_sum, self.correct + correct
+                self.count += y.shape[0]
+        return l
+
+    def read(self):
+        """The running (mean loss, accuracy) of the epoch so far, or (None, None) before its first batch."""
+        if not self.count:
+            return None, None
+        return self.loss_sum.item() / self.count, self.correct.item() / self.count
+
+
+class BookPlot(train.Callback):
+    """Feeds the live curves as d2l's ``train_ch6`` does (lesson 00): training loss and accuracy five
+    times an epoch, test accuracy after each epoch."""
+
+    def __init__(self, curves, meter):
+        self.curves, self.meter, self.num_batches = curves, meter, None
+
+    def on_train_begin(self, info):
+        self.num_batches = info.get("num_batches")
+        self.meter.reset()
+
+    def on_batch_end(self, step):
+        n = self.num_batches
+        if n and (step.batch % max(n // 5, 1) == 0 or step.batch == n):
+            loss, acc = self.meter.read()
+            self.curves.add(step.epoch - 1 + step.batch / n, {"train loss": loss, "train acc": acc})
+            self.curves.draw()
+
+    def on_epoch_end(self, record, history):
+        self.meter.reset()
+        if not self.num_batches:  # an iterable without len(): one point per epoch
+            self.curves.add(record["epoch"], {"train loss": record["loss"], "train acc": record["train_acc"]})
+        self.curves.add(record["epoch"], {"test acc": record.get("test_acc")})
+        self.curves.draw(force=True)
+
+    def on_train_end(self, history):
+        self.curves.draw(force=True)
+
+
+def _check_epochs(num_epochs):
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs <= 0:
+        raise ValueError(f"num_epochs {num_epochs!r} is not allowed; use a whole number >= 1.")
+
+
+def _move(batches, device):
+    return batches.to(device) if isinstance(batches, BookBatches) else batches
+
+
+def closing_lines(history, device):
+    """d2l's two closing lines (lesson 00): 'loss …, train acc …, test acc …' and '… examples/sec on …'.
+
+    examples/sec = training images / wall-clock seconds of the training passes, making the
+    batches included (the book's timer leaves the data loading out); evaluation is not counted.
+    """
+    last = history.last
+    if last is None:
+        return ["no epoch finished, so there is nothing to report"]
+    test_acc = history.final_test_acc
+    images = sum(e.get("images", 0) for e in history.epochs)
+    seconds = sum(e.get("train_seconds") or 0.0 for e in history.epochs)
+    return [f"loss {last['loss']:.3f}, train acc {last['train_acc']:.3f}, "
+            f"test acc {'n/a' if test_acc is None else format(test_acc, '.3f')}",
+            f"{images / max(seconds, 1e-9):.1f} examples/sec on {device}"]
+
+
+def fit_ch6(net, train_iter, test_iter, num_epochs, lr, device, *, shrink=True, curves=None, max_steps=None,
+            file=None):
+    """``train_ch6`` that also returns ``fit``'s ``History`` (lesson 00).
+
+    shrink: let NIN_FAST=1 and a slow CPU cut the run (``plan_run``); False runs exactly what was asked.
+    curves: a ``viz.LiveCurves`` to draw into (default: a new one, updated in place in a notebook).
+    max_steps: stop after this many training batches (benchmarks). file: where the lines go (stdout).
+    """
+    _check_epochs(num_epochs)
+    train.check_lr(lr)
+    device = runtime.pick_device(device)
+    if isinstance(train_iter, BookBatches):
+        check_input(net, train_iter.image_shape)
+    models.init_xavier(net)
+    print("training on", device, file=file)
+    plan = plan_run(net, train_iter, test_iter, num_epochs, device, shrink=shrink)
+    if plan.note:
+        print(plan.note, file=file)
+    train_iter, test_iter = _move(plan.train_iter, device), _move(plan.test_iter, device)
+    if curves is None:
+        curves = viz.LiveCurves(title=f"train_ch6: lr {lr}, {plan.num_epochs} epoch(s) on {device}",
+                                xlim=(0, plan.num_epochs), min_interval=1.0)
+    meter = CountingCrossEntropy()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    history = train.fit(net, train_iter, test_iter, num_epochs=plan.num_epochs, optimizer=optimizer, loss=meter,
+                        device=device, callbacks=[BookPlot(curves, meter)], progress=False, max_steps=max_steps)
+    for line in closing_lines(history, device):
+        print(line, file=file)
+    return history
+
+
+def train_ch6(net, train_iter, test_iter, num_epochs, lr, device):
+    """d2l's ``train_ch6`` on nin_lib's trainer (lesson 00): Xavier init, plain SGD, cross-entropy, test
+    accuracy after each epoch, a live plot and the book's two closing lines; returns None like the book
+    (``fit_ch6`` returns the ``History``)."""
+    fit_ch6(net, train_iter, test_iter, num_epochs, lr, device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark
+
+def bench_ch6(num_steps=None, *, device=None, batch_size=128, resize=224, lr=0.1, num_epochs=10, seed=0):
+    """Time the book's path on the seed's recipe (lesson 00; benchmarks): the chapter's
+    ``load_data_fashion_mnist(128, resize=224)`` then ``train_ch6(net, ..., 10, 0.1, device)``.
+
+    The net is ``models.nin()`` (the chapter's net, module for module); nothing is cut (no fast mode,
+    no CPU sizing) and no plot is shown. ``num_steps`` stops after that many batches (None: all
+    ``num_epochs`` epochs); ``device`` None means ``try_gpu()``, as in the chapter. Returns a dict: seconds (wall, reading the data files included),
+    load_seconds, train_seconds, images, images_per_s (the closing line's number), epochs, loss,
+    train_acc, test_acc, device and the printed lines.
+    """
+    runtime.seed_everything(seed)
+    device = try_gpu() if device is None else runtime.pick_device(device)
+    start = time.perf_counter()
+    train_iter, test_iter = load_data_fashion_mnist(batch_size, resize=resize)
+    load_seconds = time.perf_counter() - start
+    if num_steps is not None:
+        num_epochs = math.ceil(num_steps / len(train_iter))
+    out = io.StringIO()
+    history = fit_ch6(models.nin(), train_iter, test_iter, num_epochs, lr, device, shrink=False,
+                      curves=viz.LiveCurves(show=False), max_steps=num_steps, file=out)
+    seconds = time.perf_counter() - start
+    images = sum(e.get("images", 0) for e in history.epochs)
+    train_seconds = sum(e.get("train_seconds") or 0.0 for e in history.epochs)
+    last = history.last or {}
+    return {"seconds": seconds, "load_seconds": load_seconds, "train_seconds": train_seconds, "images": images,
+            "images_per_s": images / max(train_seconds, 1e-9), "epochs": len(history), "loss": last.get("loss"),
+            "train_acc": last.get("train_acc"), "test_acc": history.final_test_acc,
+            "device": runtime.describe_device(device), "lines": out.getvalue().splitlines()}

@@ -1,0 +1,84 @@
+"""Lesson 05's training panel, headless: press the buttons with .click(), wait for the thread, check."""
+import subprocess
+import sys
+import time
+
+import pytest
+
+W = pytest.importorskip("ipywidgets")
+
+from nin_lib import widgets  # noqa: E402
+
+
+def tiny_panel(fmnist, **kwargs):
+    panel = widgets.training_panel(fmnist, preset="quick", device="cpu", subset=1000, test_subset=200, **kwargs)
+    c = panel.controls
+    c["num_epochs"].value = 1
+    c["batch_size"].value = 100
+    return panel
+
+
+def test_the_lr_slider_really_shows_0_1(fmnist):
+    panel = widgets.training_panel(fmnist, preset="d2l", device="cpu")
+    lr = panel.controls["lr"]
+    assert isinstance(lr, W.FloatLogSlider)
+    assert lr.value == pytest.approx(0.1) and lr.min <= -1 <= lr.max and lr.readout_format == ".3g"
+    assert format(lr.value, lr.readout_format) == "0.1"
+    assert panel.controls["resize"].value == 224 and panel.controls["batch_size"].value == 128
+    panel.controls["preset"].value = "quick"  # choosing a preset loads its values
+    assert panel.controls["resize"].value == 28 and panel.controls["batch_norm"].value
+    assert panel.settings().name == "quick" and panel.settings().resize is None
+
+
+def test_train_click_trains_in_the_background(fmnist):
+    panel = tiny_panel(fmnist)
+    panel.train_button.click()
+    assert panel.thread is not None
+    history = panel.wait(timeout=300)
+    assert not panel.running and panel.error is None
+    assert history is not None and len(history) == 1 and not history.stopped
+    assert 0 <= history.final_test_acc <= 1
+    assert panel.net is not None and panel.history is history
+    assert panel.progress.value == panel.progress.max == 10
+    assert len(panel.curves.value) > 1000  # a PNG of the curves
+    assert "1 epoch(s)" in panel.status.value
+    assert not panel.train_button.disabled and panel.stop_button.disabled
+
+
+def test_stop_click_ends_the_run_and_keeps_net_and_history(fmnist):
+    panel = tiny_panel(fmnist)
+    panel.controls["num_epochs"].value = 40
+    panel.controls["subset"].value = 5000
+    panel.train_button.click()
+    deadline = time.time() + 120
+    while panel.progress.value < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    assert panel.running and panel.train_button.disabled and not panel.stop_button.disabled
+    panel.stop_button.click()
+    history = panel.wait(timeout=120)
+    assert not panel.running
+    assert history.stopped and history.reason.startswith("stopped by request in epoch")
+    assert len(history) >= 1 and history.completed_epochs < 40
+    assert panel.net is not None
+    assert "stopped by request" in panel.status.value
+
+
+@pytest.mark.parametrize("preset, control, value, says", [
+    ("quick", "batch_size", 0, "batch_size 0 is not allowed"),
+    ("d2l", "resize", 32, "smallest input it accepts is 67×67"),
+    ("quick", "device", "cuda" if not __import__("torch").cuda.is_available() else "mps", "was requested but"),
+])
+def test_invalid_settings_are_a_message_not_a_crash(fmnist, preset, control, value, says):
+    panel = widgets.training_panel(fmnist, preset=preset, device="cpu")
+    panel.controls[control].value = value
+    panel.train_button.click()
+    assert panel.thread is None and panel.history is None
+    assert "Not possible" in panel.status.value and says in panel.status.value
+    assert says in panel.error
+
+
+def test_importing_the_library_does_not_import_ipywidgets():
+    code = ("import sys, nin_lib.train, nin_lib.presets, nin_lib.viz, nin_lib.data, nin_lib.models; "
+            "print('ipywidgets' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False"
