@@ -17,7 +17,6 @@ preset: train a named preset (``d2l``, ``improved``, ``quick``) for its full epo
 grid: one preset with several sets of overrides (tuning; a JSON list of dicts).
 profile: torch.profiler over a few training steps of a preset: which kernels take the time.
 """
-import argparse
 import datetime
 import json
 import math
@@ -35,6 +34,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from nin_lib import data, models, presets, runtime, train  # noqa: E402
+from nin_lib.cli import Parser as _Parser, UsageError, whole_number  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,6 +184,19 @@ def nin_fit(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1,
     return result
 
 
+def book_path(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1, warmup=10, seed=0):
+    """Time the chapter's own cells served by ``nin_lib.d2l`` (issue 8's path) on the same recipe."""
+    from nin_lib import d2l
+    _warm_device(device)
+    # in --steps mode fit skips the test pass; the book's train_ch6 always evaluates, so give it one batch
+    r = d2l.bench_ch6(steps, device=str(device), batch_size=batch_size, resize=resize, lr=lr,
+                      num_epochs=epochs, seed=seed, test_subset=batch_size if steps is not None else None)
+    return {"name": "nin_lib.d2l", "seconds": r["seconds"], "images": r["images"],
+            "images_per_s": r["images"] / r["seconds"], "train_images_per_s": r["images_per_s"],
+            "train_loss": r["loss"], "train_acc": r["train_acc"], "test_acc": r["test_acc"],
+            "lines": r["lines"]}
+
+
 def pipeline(args, device):
     """Mode 'pipeline': the d2l-style pipeline against fit, images/s and the ratio."""
     common = dict(steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, resize=args.resize,
@@ -195,6 +208,9 @@ def pipeline(args, device):
         _say(_line(results[-1]))
     _say("nin_lib fit ...")
     results.append(nin_fit(device, **common))
+    _say(_line(results[-1]))
+    _say("nin_lib.d2l (the chapter's load_data_fashion_mnist + train_ch6 on fit) ...")
+    results.append(book_path(device, **common))
     _say(_line(results[-1]))
     if args.compile:
         _say("nin_lib fit with torch.compile ...")
@@ -315,33 +331,8 @@ def _say(text):
 # ---------------------------------------------------------------------------------------------
 # Command line
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(f"{self.prog}: {message}.")
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; use a whole number >= 1")
-    return value
-
-
-def _nonneg(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; use a whole number >= 0")
-    return value
+_positive = whole_number(1)
+_nonneg = whole_number(0)
 
 
 def build_parser(parser_class=_Parser):
@@ -411,7 +402,7 @@ def cli(argv=None):
     """Script entry: bad arguments or values end with exit status 2 and one sentence."""
     try:
         return main(argv)
-    except (_UsageError, ValueError) as e:
+    except (UsageError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -16,7 +16,6 @@ date and this command (``nin_lib.experiments`` holds the logic; lesson 06 reads 
 Data: NIN_DATA_DIR. The file is rewritten after every run (``complete`` stays false until the end),
 so a run cut short by a time limit keeps what it measured. Bad arguments: exit status 2, one sentence.
 """
-import argparse
 import shlex
 import sys
 import time
@@ -24,12 +23,7 @@ import time
 import torch
 
 from nin_lib import data, experiments, runtime
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        print(f"error: {self.prog}: {message}.", file=sys.stderr)
-        sys.exit(2)
+from nin_lib.cli import Parser as _Parser, UsageError
 
 
 def build_parser():
@@ -60,7 +54,11 @@ def default_out(args, device):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.list:
         for name in experiments.config_names(True):
             print(f"{name:>13}: {experiments._config(name)[0]}")

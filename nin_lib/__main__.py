@@ -2,32 +2,13 @@
 
 Bad arguments end with exit status 2 and one sentence on standard error, never a traceback.
 """
-import argparse
 import sys
 
-
-class UsageError(Exception):
-    """A bad command-line value; printed as one sentence with exit status 2."""
+from .cli import Parser as _Parser, UsageError, number, whole_number
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(f"{self.prog}: {message}.")
-
-
-def _int(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def _float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    return value
+_int = whole_number()
+_float = number
 
 
 def cmd_trace(args):

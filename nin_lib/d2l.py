@@ -345,7 +345,8 @@ def train_ch6(net, train_iter, test_iter, num_epochs, lr, device):
 # ---------------------------------------------------------------------------------------------
 # Benchmark
 
-def bench_ch6(num_steps=None, *, device=None, batch_size=128, resize=224, lr=0.1, num_epochs=10, seed=0):
+def bench_ch6(num_steps=None, *, device=None, batch_size=128, resize=224, lr=0.1, num_epochs=10, seed=0,
+              test_subset=None):
     """Time the book's path on the seed's recipe (lesson 00; benchmarks): the chapter's
     ``load_data_fashion_mnist(128, resize=224)`` then ``train_ch6(net, ..., 10, 0.1, device)``.
 
@@ -353,12 +354,14 @@ def bench_ch6(num_steps=None, *, device=None, batch_size=128, resize=224, lr=0.1
     no CPU sizing) and no plot is shown. ``num_steps`` stops after that many batches (None: all
     ``num_epochs`` epochs); ``device`` None means ``try_gpu()``, as in the chapter. Returns a dict: seconds (wall, reading the data files included),
     load_seconds, train_seconds, images, images_per_s (the closing line's number), epochs, loss,
-    train_acc, test_acc, device and the printed lines.
+    train_acc, test_acc, device and the printed lines. ``test_subset`` evaluates on that many test images only.
     """
     runtime.seed_everything(seed)
     device = try_gpu() if device is None else runtime.pick_device(device)
     start = time.perf_counter()
     train_iter, test_iter = load_data_fashion_mnist(batch_size, resize=resize)
+    if test_subset is not None:  # a short timing run need not wait for a full test pass
+        test_iter = test_iter.subset(test_subset)
     load_seconds = time.perf_counter() - start
     if num_steps is not None:
         num_epochs = math.ceil(num_steps / len(train_iter))

@@ -262,6 +262,9 @@ def test_bench_pipeline_runs_in_ci_size(tmp_path):
     assert r.returncode == 0, r.stderr
     result = json.loads(out.read_text())
     names = [x["name"] for x in result["results"]]
-    assert names == ["d2l-style", "fit"] and all(x["images"] == 16 for x in result["results"])
+    assert names == ["d2l-style", "fit", "nin_lib.d2l"] and all(x["images"] == 16 for x in result["results"])
     assert result["results"][1]["ratio"] > 0 and "fit / d2l-style = " in r.stdout
+    book = result["results"][2]
+    assert book["ratio"] > 0 and "nin_lib.d2l / d2l-style = " in r.stdout
+    assert any(line.endswith("examples/sec on cpu") for line in book["lines"])  # the book's closing line
     assert result["machine"]["torch"] == torch.__version__
