@@ -241,6 +241,15 @@ def _line(r):
 # ---------------------------------------------------------------------------------------------
 # Presets over several seeds
 
+def _timed_run(preset, fmnist, device):
+    """Build and train one preset run; its history and wall seconds (building the run included)."""
+    _warm_device(device)
+    start = time.perf_counter()
+    history = presets.build_run(preset, data=fmnist, device=device).fit(progress=False, verbose=False)
+    _sync(device)
+    return history, time.perf_counter() - start
+
+
 def preset_runs(args, device):
     """Mode 'preset': full runs of one preset over several seeds; test accuracy mean and spread."""
     fmnist = data.load_fashion_mnist()
@@ -249,12 +258,7 @@ def preset_runs(args, device):
         overrides = {"seed": seed, "compile": args.compile or None, "num_epochs": args.preset_epochs,
                      "subset": args.subset, "test_subset": args.test_subset}
         preset = presets.get_preset(args.preset, **{k: v for k, v in overrides.items() if v is not None})
-        _warm_device(device)
-        start = time.perf_counter()
-        run = presets.build_run(preset, data=fmnist, device=device)
-        history = run.fit(progress=False, verbose=False)
-        _sync(device)
-        seconds = time.perf_counter() - start
+        history, seconds = _timed_run(preset, fmnist, device)
         runs.append({"seed": seed, "seconds": seconds, "test_acc": history.final_test_acc,
                      "train_acc": history.last["train_acc"] if history.last else None,
                      "stopped": history.stopped, "reason": history.reason,
@@ -287,12 +291,7 @@ def grid_runs(args, device):
     for config in configs:
         for seed in args.seeds:
             preset = presets.get_preset(args.preset, **{"seed": seed, **config})
-            _warm_device(device)
-            start = time.perf_counter()
-            run = presets.build_run(preset, data=fmnist, device=device)
-            history = run.fit(progress=False, verbose=False)
-            _sync(device)
-            seconds = time.perf_counter() - start
+            history, seconds = _timed_run(preset, fmnist, device)
             images = sum(e["images"] for e in history.epochs)
             rows.append({"config": config, "seed": seed, "test_acc": history.final_test_acc, "seconds": seconds,
                          "train_images": images, "test_accs": history.test_acc, "reason": history.reason})
