@@ -7,22 +7,21 @@ date and this command (``nin_lib.experiments`` holds the logic; lesson 06 reads 
 
     python benchmarks/experiments.py --tiny --out runs/experiments_tiny.json   # seconds (tests, CI)
     python benchmarks/experiments.py --threads 1
-        # the CPU grid: 28-px NiN, 9 configurations x 3 seeds, about 20-25 min on a shared 2-core machine
-    python benchmarks/experiments.py --device cuda --full --out benchmarks/experiments_gpu.json
+        # the CPU grid: 28-px NiN, 9 configurations x 3 seeds, about 20-25 min on a 2-core machine;
+        # written as the record nin_lib/recorded/experiments-cpu.json (the lesson reads it from the package)
+    python benchmarks/experiments.py --device cuda --full --out "$OUT/experiments-gpu.json"
         # GPU: the seed's 224-px recipe (preset d2l) and the improved preset, 3 seeds each, 10 epochs on
-        # the whole training set, tested on the whole test set (about 30-40 s a run on one H100, so about
-        # 3-4 min; add --only d2l-224 for about 1.5 min). Without --full, --device cuda runs the 28-px grid.
+        # the whole training set, tested on the whole test set. Without --full, --device cuda runs the 28-px grid.
 
 Data: NIN_DATA_DIR. The file is rewritten after every run (``complete`` stays false until the end),
-so a run cut short by a time limit keeps what it measured. Bad arguments: exit status 2, one sentence.
+so a run cut short by a time limit keeps what it measured; its sha256 goes into the SHA256SUMS beside it.
+Bad arguments: exit status 2, one sentence.
 """
 import shlex
 import sys
 import time
 
-import torch
-
-from nin_lib import data, experiments, runtime
+from nin_lib import checks, data, experiments, records, runtime
 from nin_lib.cli import Parser as _Parser, UsageError
 
 
@@ -33,8 +32,8 @@ def build_parser():
     size.add_argument("--full", action="store_true",
                       help="run the seed's 224-px recipes (d2l-224, improved-224) over the seeds (for a GPU)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
-    p.add_argument("--out", default=None, help="the JSON file to write (default: benchmarks/experiments_cpu.json "
-                   "on a CPU, benchmarks/experiments_gpu.json on a GPU, runs/experiments_tiny.json with --tiny)")
+    p.add_argument("--out", default=None, help="the JSON file to write (default: the package's record "
+                   "experiments-cpu.json on a CPU, experiments-gpu.json on a GPU, runs/experiments_tiny.json with --tiny)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
     p.add_argument("--only", nargs="+", default=None, metavar="CONFIG",
                    help=f"run only these configurations ({', '.join(experiments.config_names(True))})")
@@ -49,7 +48,7 @@ def build_parser():
 def default_out(args, device):
     if args.tiny:
         return "runs/experiments_tiny.json"
-    return "benchmarks/experiments_gpu.json" if device.type == "cuda" else "benchmarks/experiments_cpu.json"
+    return str(records.PACKAGED / ("experiments-gpu.json" if device.type == "cuda" else "experiments-cpu.json"))
 
 
 def main(argv=None):
@@ -61,15 +60,13 @@ def main(argv=None):
         return 2
     if args.list:
         for name in experiments.config_names(True):
-            print(f"{name:>13}: {experiments._config(name)[0]}")
+            print(f"{name:>13}: {experiments.CONFIGS.get(name, experiments.CONFIGS_224.get(name))[0]}")
         return 0
     try:
         if args.threads is not None:
-            if args.threads < 1:
-                raise ValueError(f"--threads {args.threads} is not allowed; use a whole number >= 1.")
-            torch.set_num_threads(args.threads)
+            runtime.follow_cpu_quota(checks.whole_number("--threads", args.threads, 1))
         if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-            raise ValueError(f"--seeds {args.seeds} is not allowed; give distinct whole numbers >= 0.")
+            raise checks.refuse(f"--seeds {args.seeds} is not allowed; give distinct whole numbers >= 0")
         device = runtime.pick_device(args.device)
         mode = "tiny" if args.tiny else "cpu"
         sizes = dict(num_epochs=args.epochs, train_size=args.train_size, test_size=args.test_size)

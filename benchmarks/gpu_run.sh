@@ -37,12 +37,12 @@ mkdir -p "$OUT"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-part() {  # part NAME SECONDS ARGS...: run bench.py with a time limit, results in $OUT/NAME.json
+part() {  # part NAME SECONDS ARGS...: run the bench command with a time limit, results in $OUT/NAME.json
   local name=$1 limit=$2
   shift 2
   echo "=== $name (limit ${limit}s) ==="
   local t0=$SECONDS
-  timeout "$limit" "$PY" benchmarks/bench.py "$@" --device "$DEVICE" --json "$OUT/$name.json" 2>&1
+  timeout "$limit" "$PY" -m nin_lib bench "$@" --device "$DEVICE" --json "$OUT/$name.json" 2>&1
   echo "=== $name: exit $? after $((SECONDS - t0)) s ==="
 }
 

@@ -12,26 +12,24 @@ The d2l-zh chapter 网络中的网络 (NiN) takes three names from ``d2l.torch``
 
 How much runs: with ``NIN_FAST=1`` a run is cut to a few images and at most ``FAST_EPOCHS`` epochs;
 on a CPU, a run that would take longer than ``CPU_BUDGET_S`` (estimated from one timed
-forward+backward pass) is cut to a CPU-sized one of about ``CPU_TARGET_S``. Either way one printed
-line says so; ``fit_ch6(..., shrink=False)`` runs exactly what was asked.
+forward+backward pass) is cut to a short check of about ``CPU_TARGET_S``, in batches whose training step
+needs at most ``CPU_MEMORY`` bytes (a Binder pod has 2 GiB for everything). Either way one printed line
+says so; ``fit_ch6(..., shrink=False)`` runs exactly what was asked.
 """
-import copy
-import io
 import math
-import time
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from . import data, models, runtime, shapes, train, viz
+from . import checks, data, models, presets, runtime, shapes, train, viz
 
 FAST_EPOCHS = 2      # NIN_FAST=1: at most this many epochs,
 FAST_TRAIN = 16      # on this many training images
 FAST_TEST = 16       # and this many test images
-CPU_BUDGET_S = 600   # on a CPU, a run estimated to take longer than this (seconds) is cut
-CPU_TARGET_S = 300   # to one estimated to take about this long,
-CPU_EPOCHS = 3       # with at most this many epochs
+CPU_BUDGET_S = 90    # on a CPU, a run estimated to take longer than this (seconds) is cut
+CPU_TARGET_S = 20    # to a check estimated to take about this long,
+CPU_EPOCHS = 2       # with at most this many epochs,
+CPU_MEMORY = 512 * 2**20  # in batches whose training step needs at most this much memory
 SUBSET_SEED = 0      # which images a cut run keeps
 
 
@@ -61,11 +59,12 @@ class BookBatches(data.Batches):
         self.device = device
         return self
 
-    def subset(self, size, seed=SUBSET_SEED):
-        """A copy holding ``size`` examples drawn at random with ``seed``, kept in their original order."""
+    def subset(self, size, seed=SUBSET_SEED, batch_size=None):
+        """A copy holding ``size`` examples drawn at random with ``seed``, kept in their original order
+        (in batches of ``batch_size``, default: this one's)."""
         size = min(size, self.num_examples)
         index = data.subset_indices(self.num_examples, size, seed).to(self.device)
-        return BookBatches(self.images[index], self.labels[index], min(self.batch_size, size),
+        return BookBatches(self.images[index], self.labels[index], min(batch_size or self.batch_size, size),
                            shuffle=self.shuffle, seed=self.seed, resize=self.resize, device=self.device,
                            drop_last=self.drop_last, channels_last=self.channels_last, flip=self.flip,
                            dtype=self.dtype)
@@ -114,34 +113,9 @@ class RunPlan:
     note: str = None
 
 
-def measure_seconds_per_image(net, image_shape, batch_size=8):
-    """Seconds one training image costs on the CPU: one timed forward+backward pass on a copy of ``net``.
-
-    The copy runs in eval mode on zeros, so no random numbers are drawn and ``net`` is untouched.
-    """
-    probe = copy.deepcopy(net).to("cpu").eval()
-    X = torch.zeros((batch_size, *image_shape))
-
-    def step(n):
-        probe(X[:n]).float().sum().backward()
-
-    step(1)  # warm-up: the first pass allocates
-    start = time.perf_counter()
-    step(batch_size)
-    return (time.perf_counter() - start) / batch_size
-
-
 def estimate_seconds(seconds_per_image, train_examples, test_examples, num_epochs):
     """Estimated run time: training images at ``seconds_per_image``, test images (forward only) at a third of it."""
     return num_epochs * (train_examples + test_examples / 3) * seconds_per_image
-
-
-def _duration(seconds):
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.0f} hours"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds:.0f} s"
 
 
 def _of(part, whole):
@@ -171,17 +145,19 @@ def plan_run(net, train_iter, test_iter, num_epochs, device, *, shrink=True, fas
     if fast:
         return _fast_plan(train_iter, test_iter, num_epochs, ours)
     if device.type == "cpu" and ours:
-        t = seconds_per_image if seconds_per_image is not None else measure_seconds_per_image(net, train_iter.image_shape)
-        return _cpu_plan(train_iter, test_iter, num_epochs, t)
+        t = (seconds_per_image if seconds_per_image is not None else
+             presets.measure_seconds_per_image(net, train_iter.image_shape))
+        return _cpu_plan(net, train_iter, test_iter, num_epochs, t)
     return RunPlan(train_iter, test_iter, num_epochs)
 
 
-def _cut(train_iter, test_iter, train_size, test_size, num_epochs, epochs, why):
-    small_train = train_iter.subset(train_size)
-    small_test = test_iter.subset(test_size) if test_iter is not None else None
+def _cut(train_iter, test_iter, train_size, test_size, num_epochs, epochs, why, batch_size=None):
+    small_train = train_iter.subset(train_size, batch_size=batch_size)
+    small_test = test_iter.subset(test_size, batch_size=batch_size) if test_iter is not None else None
     test_part = f" and {_of(small_test, test_iter)} test" if test_iter is not None else ""
-    return RunPlan(small_train, small_test, epochs,
-                   f"{why} {_of(small_train, train_iter)} training{test_part} images, {epochs} of {num_epochs} epochs")
+    batches = (f" in batches of {small_train.batch_size}" if small_train.batch_size != train_iter.batch_size else "")
+    return RunPlan(small_train, small_test, epochs, f"{why} {_of(small_train, train_iter)} training{test_part} "
+                                                    f"images{batches}, {epochs} of {num_epochs} epochs")
 
 
 def _fast_plan(train_iter, test_iter, num_epochs, ours):
@@ -194,81 +170,67 @@ def _fast_plan(train_iter, test_iter, num_epochs, ours):
     return plan
 
 
-def _cpu_plan(train_iter, test_iter, num_epochs, seconds_per_image):
+def step_bytes(net, image_shape, batch_size):
+    """Memory one training step of ``net`` needs for a batch (``shapes.cost``), or None where it cannot be told."""
+    if net is None:
+        return None
+    try:
+        return shapes.cost(net, tuple(image_shape[1:]), batch_size, in_channels=image_shape[0])["train_bytes"]
+    except (ValueError, RuntimeError):
+        return None
+
+
+def _cpu_batch(net, image_shape, batch_size, images_in_time):
+    """The book's batch size, or the largest power of two below it whose training step fits ``CPU_MEMORY`` and of
+    which at least four batches fit the check's time."""
+    while batch_size > 1 and ((step_bytes(net, image_shape, batch_size) or 0) > CPU_MEMORY
+                              or 4 * batch_size > images_in_time):
+        batch_size = 2 ** (math.ceil(math.log2(batch_size)) - 1)
+    return batch_size
+
+
+def _cpu_plan(net, train_iter, test_iter, num_epochs, seconds_per_image):
     t = seconds_per_image
     n_test = test_iter.num_examples if test_iter is not None else 0
     full = estimate_seconds(t, train_iter.num_examples, n_test, num_epochs)
     if full <= CPU_BUDGET_S:
+        need, free = step_bytes(net, train_iter.image_shape, train_iter.batch_size), runtime.available_memory("cpu")
+        if need is not None and free is not None and need > free:
+            raise checks.refuse(f"one training step of this net on batches of {train_iter.batch_size} needs about "
+                                f"{need / 2**30:.1f} GiB but this CPU has {free / 2**30:.1f} GiB free; load the data "
+                                "with a smaller batch_size")
         return RunPlan(train_iter, test_iter, num_epochs)
     epochs = min(num_epochs, CPU_EPOCHS)
-    batch_size = train_iter.batch_size
     fits = CPU_TARGET_S / estimate_seconds(t, 1, 0.5 if n_test else 0, epochs)
+    batch_size = _cpu_batch(net, train_iter.image_shape, train_iter.batch_size, fits)
     train_size = min(train_iter.num_examples, max(batch_size, int(fits // batch_size) * batch_size))
     side = "×".join(map(str, train_iter.image_shape[1:]))
     why = (f"cpu: training runs at about {1 / t:.1f} images/s here, so the full run "
            f"({train_iter.num_examples:,} images × {num_epochs} epochs at {side}) would take about "
-           f"{_duration(full)}; running a CPU-sized version instead:")
-    return _cut(train_iter, test_iter, train_size, max(train_size // 2, 1), num_epochs, epochs, why)
+           f"{presets.duration(full)}; running a short check instead:")
+    return _cut(train_iter, test_iter, train_size, max(train_size // 2, 1), num_epochs, epochs, why, batch_size)
 
 
 # ---------------------------------------------------------------------------------------------
 # Training
 
-class CountingCrossEntropy(nn.CrossEntropyLoss):
-    """Cross-entropy that also sums the epoch's training loss and correct predictions on the device (lesson 00).
-
-    ``train_ch6`` gives it to ``fit`` as the loss, so the live plot can show the running training loss
-    and accuracy within an epoch, as d2l's does, reading them only when it plots.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.reset()
-
-    def reset(self):
-        """Start a new epoch's sums."""
-        self.loss_sum, self.correct, self.count = None, None, 0
-
-    def forward(self, y_hat, y):
-        l = super().forward(y_hat, y)
-        if torch.is_grad_enabled():  # training batches only
-            with torch.no_grad():
-                loss_sum = l.detach().float() * y.shape[0]
-                correct = (y_hat.argmax(dim=1) == y).sum()
-                if self.loss_sum is None:
-                    self.loss_sum, self.correct = loss_sum, correct
-                else:
-                    self.loss_sum, self.correct = self.loss_sum + loss_sum, self.correct + correct
-                self.count += y.shape[0]
-        return l
-
-    def read(self):
-        """The running (mean loss, accuracy) of the epoch so far, or (None, None) before its first batch."""
-        if not self.count:
-            return None, None
-        return self.loss_sum.item() / self.count, self.correct.item() / self.count
-
-
 class BookPlot(train.Callback):
-    """Feeds the live curves as d2l's ``train_ch6`` does (lesson 00): training loss and accuracy five
-    times an epoch, test accuracy after each epoch."""
+    """Feeds the live curves as d2l's ``train_ch6`` does (lesson 00): the epoch's running training loss and
+    accuracy five times an epoch (``Step.mean_loss``, ``Step.accuracy``), test accuracy after each epoch."""
 
-    def __init__(self, curves, meter):
-        self.curves, self.meter, self.num_batches = curves, meter, None
+    def __init__(self, curves):
+        self.curves, self.num_batches = curves, None
 
     def on_train_begin(self, info):
         self.num_batches = info.get("num_batches")
-        self.meter.reset()
 
     def on_batch_end(self, step):
         n = self.num_batches
         if n and (step.batch % max(n // 5, 1) == 0 or step.batch == n):
-            loss, acc = self.meter.read()
-            self.curves.add(step.epoch - 1 + step.batch / n, {"train loss": loss, "train acc": acc})
+            self.curves.add(step.epoch - 1 + step.batch / n, {"train loss": step.mean_loss, "train acc": step.accuracy})
             self.curves.draw()
 
     def on_epoch_end(self, record, history):
-        self.meter.reset()
         if not self.num_batches:  # an iterable without len(): one point per epoch
             self.curves.add(record["epoch"], {"train loss": record["loss"], "train acc": record["train_acc"]})
         self.curves.add(record["epoch"], {"test acc": record.get("test_acc")})
@@ -276,11 +238,6 @@ class BookPlot(train.Callback):
 
     def on_train_end(self, history):
         self.curves.draw(force=True)
-
-
-def _check_epochs(num_epochs):
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs <= 0:
-        raise ValueError(f"num_epochs {num_epochs!r} is not allowed; use a whole number >= 1.")
 
 
 def _move(batches, device):
@@ -297,11 +254,9 @@ def closing_lines(history, device):
     if last is None:
         return ["no epoch finished, so there is nothing to report"]
     test_acc = history.final_test_acc
-    images = sum(e.get("images", 0) for e in history.epochs)
-    seconds = sum(e.get("train_seconds") or 0.0 for e in history.epochs)
     return [f"loss {last['loss']:.3f}, train acc {last['train_acc']:.3f}, "
             f"test acc {'n/a' if test_acc is None else format(test_acc, '.3f')}",
-            f"{images / max(seconds, 1e-9):.1f} examples/sec on {device}"]
+            f"{history.images_per_s:.1f} examples/sec on {device}"]
 
 
 def fit_ch6(net, train_iter, test_iter, num_epochs, lr, device, *, shrink=True, curves=None, max_steps=None,
@@ -312,8 +267,8 @@ def fit_ch6(net, train_iter, test_iter, num_epochs, lr, device, *, shrink=True, 
     curves: a ``viz.LiveCurves`` to draw into (default: a new one, updated in place in a notebook).
     max_steps: stop after this many training batches (benchmarks). file: where the lines go (stdout).
     """
-    _check_epochs(num_epochs)
-    train.check_lr(lr)
+    checks.whole_number("num_epochs", num_epochs, 1)
+    checks.learning_rate(lr)
     device = runtime.pick_device(device)
     if isinstance(train_iter, BookBatches):
         check_input(net, train_iter.image_shape)
@@ -326,10 +281,10 @@ def fit_ch6(net, train_iter, test_iter, num_epochs, lr, device, *, shrink=True, 
     if curves is None:
         curves = viz.LiveCurves(title=f"train_ch6: lr {lr}, {plan.num_epochs} epoch(s) on {device}",
                                 xlim=(0, plan.num_epochs), min_interval=1.0)
-    meter = CountingCrossEntropy()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-    history = train.fit(net, train_iter, test_iter, num_epochs=plan.num_epochs, optimizer=optimizer, loss=meter,
-                        device=device, callbacks=[BookPlot(curves, meter)], progress=False, max_steps=max_steps)
+    history = train.fit(net, train_iter, test_iter, num_epochs=plan.num_epochs, optimizer=optimizer,
+                        loss=torch.nn.CrossEntropyLoss(), device=device, callbacks=[BookPlot(curves)], progress=False,
+                        max_steps=max_steps)
     for line in closing_lines(history, device):
         print(line, file=file)
     return history
@@ -340,39 +295,3 @@ def train_ch6(net, train_iter, test_iter, num_epochs, lr, device):
     accuracy after each epoch, a live plot and the book's two closing lines; returns None like the book
     (``fit_ch6`` returns the ``History``)."""
     fit_ch6(net, train_iter, test_iter, num_epochs, lr, device)
-
-
-# ---------------------------------------------------------------------------------------------
-# Benchmark
-
-def bench_ch6(num_steps=None, *, device=None, batch_size=128, resize=224, lr=0.1, num_epochs=10, seed=0,
-              test_subset=None):
-    """Time the book's path on the seed's recipe (lesson 00; benchmarks): the chapter's
-    ``load_data_fashion_mnist(128, resize=224)`` then ``train_ch6(net, ..., 10, 0.1, device)``.
-
-    The net is ``models.nin()`` (the chapter's net, module for module); nothing is cut (no fast mode,
-    no CPU sizing) and no plot is shown. ``num_steps`` stops after that many batches (None: all
-    ``num_epochs`` epochs); ``device`` None means ``try_gpu()``, as in the chapter. Returns a dict: seconds (wall, reading the data files included),
-    load_seconds, train_seconds, images, images_per_s (the closing line's number), epochs, loss,
-    train_acc, test_acc, device and the printed lines. ``test_subset`` evaluates on that many test images only.
-    """
-    runtime.seed_everything(seed)
-    device = try_gpu() if device is None else runtime.pick_device(device)
-    start = time.perf_counter()
-    train_iter, test_iter = load_data_fashion_mnist(batch_size, resize=resize)
-    if test_subset is not None:  # a short timing run need not wait for a full test pass
-        test_iter = test_iter.subset(test_subset)
-    load_seconds = time.perf_counter() - start
-    if num_steps is not None:
-        num_epochs = math.ceil(num_steps / len(train_iter))
-    out = io.StringIO()
-    history = fit_ch6(models.nin(), train_iter, test_iter, num_epochs, lr, device, shrink=False,
-                      curves=viz.LiveCurves(show=False), max_steps=num_steps, file=out)
-    seconds = time.perf_counter() - start
-    images = sum(e.get("images", 0) for e in history.epochs)
-    train_seconds = sum(e.get("train_seconds") or 0.0 for e in history.epochs)
-    last = history.last or {}
-    return {"seconds": seconds, "load_seconds": load_seconds, "train_seconds": train_seconds, "images": images,
-            "images_per_s": images / max(train_seconds, 1e-9), "epochs": len(history), "loss": last.get("loss"),
-            "train_acc": last.get("train_acc"), "test_acc": history.final_test_acc,
-            "device": runtime.describe_device(device), "lines": out.getvalue().splitlines()}

@@ -19,6 +19,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import checks
+from .runtime import atomic_path
+
 DATA_ENV = "NIN_DATA_DIR"
 
 # d2l's names (d2l.get_fashion_mnist_labels), in label order 0..9.
@@ -97,7 +100,7 @@ def verify(path, name):
 
 
 def download(name, root, urls=None, timeout=30):
-    """Download one file into ``root`` atomically: a partial download never takes the file's name.
+    """Download one file into ``root`` atomically (``runtime.atomic_path``): a partial download never takes its name.
 
     ``urls`` are base addresses to try in order (default: torchvision's mirrors).
     """
@@ -109,25 +112,21 @@ def download(name, root, urls=None, timeout=30):
         raise DataError(f"{filename} is missing and cannot be downloaded into {str(root)!r} ({e.strerror}); "
                         f"set {DATA_ENV} to a writable folder or one that holds the four .gz files.") from None
     target = root / filename
-    part = root / (filename + ".part")
     reasons = []
     for base in urls if urls is not None else mirrors():
         url = base.rstrip("/") + "/" + filename
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-                shutil.copyfileobj(response, out)
-            got = part.stat().st_size
-            if got < size:  # the connection closed early
-                raise DataError(f"the download stopped after {got:,} of {size:,} bytes")
-            if md5sum(part) != md5:
-                raise DataError(f"the download from {url} has the wrong checksum")
-            os.replace(part, target)
+            with atomic_path(target) as part:  # a partial download never takes the file's name
+                with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+                    shutil.copyfileobj(response, out)
+                got = part.stat().st_size
+                if got < size:  # the connection closed early
+                    raise DataError(f"the download stopped after {got:,} of {size:,} bytes")
+                if md5sum(part) != md5:
+                    raise DataError(f"the download from {url} has the wrong checksum")
             return target
         except (OSError, urllib.error.URLError, http.client.HTTPException, DataError, ValueError) as e:
             reasons.append(f"{url}: {getattr(e, 'reason', None) or e}")
-        finally:
-            if part.exists():
-                part.unlink()
     where = urls[0] if urls else "https://github.com/zalandoresearch/fashion-mnist (data/fashion/)"
     others = [f for n, (f, *_r) in FILES.items() if n != name and not (root / f).exists()]
     also = f" (the other missing files, {', '.join(others)}, go there too)" if others else ""
@@ -198,8 +197,7 @@ def read_idx_gz(path, expected_magic=None):
 
 def load_split(split, root=None, allow_download=True, urls=None):
     """Images (N, 28, 28) uint8 and labels (N,) int64 of one split, 'train' or 'test'."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split {split!r} is not known; use 'train' or 'test'.")
+    checks.choice("split", split, ("train", "test"))
     out = []
     for kind in ("images", "labels"):
         name = f"{split}-{kind}"
@@ -227,16 +225,11 @@ def text_labels(labels):
 # ---------------------------------------------------------------------------------------------
 # Batches on the training device
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} {value!r} is not allowed; use a whole number >= 1.")
-
-
 def subset_indices(n, size, seed=0):
     """A seeded random choice of ``size`` distinct indices out of ``n``, sorted."""
-    _check_positive_int("subset size", size)
+    checks.whole_number("subset size", size, 1)
     if size > n:
-        raise ValueError(f"subset size {size} is larger than the {n} examples available.")
+        raise checks.refuse(f"subset size {size} is larger than the {n} examples available")
     generator = torch.Generator().manual_seed(seed)
     return torch.randperm(n, generator=generator)[:size].sort().values
 
@@ -253,18 +246,17 @@ class Batches:
     def __init__(self, images, labels, batch_size, *, shuffle=False, seed=0, resize=None,
                  subset=None, device="cpu", drop_last=False, channels_last=False,
                  flip=False, dtype=torch.float32):
-        _check_positive_int("batch_size", batch_size)
-        if resize is not None:
-            _check_positive_int("resize", resize)
+        checks.whole_number("batch_size", batch_size, 1)
+        checks.whole_number("resize", resize, 1, none=True)
         if images.dim() != 3 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"images must be (N, H, W) with one label each; got {tuple(images.shape)} "
-                             f"and {tuple(labels.shape)}.")
+            raise checks.refuse(f"images must be (N, H, W) with one label each; got {tuple(images.shape)} "
+                                f"and {tuple(labels.shape)}")
         if subset is not None:
             index = subset_indices(len(images), subset, seed)
             images, labels = images[index], labels[index]
         if batch_size > len(images):
-            raise ValueError(f"batch_size {batch_size} is larger than the {len(images)} examples available; "
-                             f"use at most {len(images)}.")
+            raise checks.refuse(f"batch_size {batch_size} is larger than the {len(images)} examples available; "
+                                f"use at most {len(images)}")
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
@@ -327,10 +319,8 @@ def batches(split, batch_size, *, data=None, root=None, **kwargs):
         images, labels = load_split(split, root)
     elif split == "train":
         images, labels = data.train_images, data.train_labels
-    elif split == "test":
+    elif checks.choice("split", split, ("train", "test")) == "test":
         images, labels = data.test_images, data.test_labels
-    else:
-        raise ValueError(f"split {split!r} is not known; use 'train' or 'test'.")
     return Batches(images, labels, batch_size, **kwargs)
 
 
@@ -349,9 +339,8 @@ def torchvision_root(root=None, cache=None):
     for name, (filename, *_rest) in FILES.items():
         target = raw / filename[:-3]
         if not target.exists():
-            part = target.with_suffix(".part")
-            part.write_bytes(_gunzip(find(name, root)))
-            os.replace(part, target)
+            with atomic_path(target) as part:
+                part.write_bytes(_gunzip(find(name, root)))
     return cache
 
 

@@ -1,26 +1,21 @@
 """The chapter's claims as small, seeded experiments (lesson 06): configurations, runs, summaries.
 
-One *configuration* is a net (GAP head, AlexNet-style FC head, or a head that reduces to the
-classes late) trained with one recipe (a ``presets.Preset``); it runs once per seed. One
-*experiment* compares a few configurations that differ in one thing. ``run_grid`` runs a grid of
-configurations over several seeds and returns a JSON-ready dict with every seed's numbers, their
-mean and spread, the machine, the date and the command; ``benchmarks/experiments.py`` is its
-command line. ``live_run`` is one tiny run for lesson 06's widget (seconds on a CPU).
+One *configuration* is a ``presets.Preset``: a net (GAP head, AlexNet-style FC head, or a head that
+reduces to the classes late) and the recipe that trains it; it runs once per seed. One *experiment*
+compares a few configurations that differ in one thing. ``run_grid`` runs a grid of configurations
+over several seeds and returns a JSON-ready dict with every seed's numbers, their mean and spread,
+the machine, the date and the command; ``benchmarks/experiments.py`` is its command line and writes it
+as a record (``records``). ``live_run`` is one tiny run for lesson 06's panel (seconds on a CPU).
 """
 import json
 import math
-import os
-import platform
 import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-from torch import nn
-
+from . import checks, models, presets, records, runtime, shapes
 from . import data as data_mod
-from . import models, presets, runtime, shapes, train
 
 FORMAT = "nin-experiments-1"
 HEADS = ("gap", "fc", "late")
@@ -49,26 +44,28 @@ def recipe(name, *, arch=28, width=0.25, batch_size=128, num_epochs=10):
         return presets.get_preset("d2l", batch_norm=True, momentum=0.9, nesterov=True, schedule="onecycle", **size)
     if name == "improved":
         return presets.get_preset("improved", **size)
-    raise ValueError(f"recipe {name!r} is not known; choose one of d2l, base, improved.")
+    raise checks.refuse(f"recipe {name!r} is not known; choose one of d2l, base, improved")
 
 
-# name: (label, recipe, head, changes to the recipe's net)
+# name: (label, recipe, changes to the recipe: the net's head and what else differs)
 CONFIGS = {
-    "base": ("GAP head (NiN), BatchNorm, dropout 0.5, two 1×1", "base", "gap", {}),
-    "fc-head": ("AlexNet-style FC head instead of GAP", "base", "fc", {}),
-    "no-dropout": ("dropout off (0.0)", "base", "gap", {"dropout": 0.0}),
-    "one-1x1": ("one 1×1 conv per block", "base", "gap", {"num_1x1": 1}),
-    "no-1x1": ("no 1×1 conv (plain conv blocks)", "base", "gap", {"num_1x1": 0}),
-    "no-bn": ("no BatchNorm (base recipe otherwise)", "base", "gap", {"batch_norm": False}),
-    "late-head": ("last block keeps all channels, reduces to 10 only in its last 1×1", "base", "late", {}),
-    "d2l": ("the seed's recipe: SGD lr 0.1, no BatchNorm", "d2l", "gap", {}),
-    "improved": ("the improved preset: + weight decay, label smoothing, flips", "improved", "gap", {}),
+    "base": ("GAP head (NiN), BatchNorm, dropout 0.5, two 1×1", "base", {}),
+    "fc-head": ("AlexNet-style FC head instead of GAP", "base", {"head": "fc"}),
+    "no-dropout": ("dropout off (0.0)", "base", {"dropout": 0.0}),
+    "one-1x1": ("one 1×1 conv per block", "base", {"num_1x1": 1}),
+    "no-1x1": ("no 1×1 conv (plain conv blocks)", "base", {"num_1x1": 0}),
+    "3x3-mlp": ("the two 1×1 convs of every block replaced by 3×3 convs", "base", {"mlp_kernel": 3}),
+    "no-bn": ("no BatchNorm (base recipe otherwise)", "base", {"batch_norm": False}),
+    "late-head": ("last block keeps all channels, reduces to 10 only in its last 1×1", "base", {"head": "late"}),
+    "d2l": ("the seed's recipe: SGD lr 0.1, no BatchNorm", "d2l", {}),
+    "improved": ("the improved preset: + weight decay, label smoothing, flips, no ReLU on the class scores",
+                 "improved", {}),
 }
 
 # the seed's own 224-px recipes (for a GPU): full training and test sets, 10 epochs
 CONFIGS_224 = {
-    "d2l-224": ("the seed's recipe at 224 px (preset d2l)", "d2l", "gap", {}),
-    "improved-224": ("the improved preset at 224 px", "improved", "gap", {}),
+    "d2l-224": ("the seed's recipe at 224 px (preset d2l)", "d2l", {}),
+    "improved-224": ("the improved preset at 224 px", "improved", {}),
 }
 
 EXPERIMENTS = [
@@ -85,6 +82,12 @@ EXPERIMENTS = [
      "question": "What do the two 1×1 convolutions of each NiN block buy? (the chapter's exercise)",
      "book": "The 1×1 convolutions act as a per-pixel MLP, adding non-linearity across channels.",
      "configs": ["base", "one-1x1", "no-1x1"]},
+    {"key": "mlp_kernel", "title": "1×1 convolutions vs 3×3 ones in every block (练习)",
+     "question": "What changes when the two 1×1 convolutions of every NiN block become 3×3 convolutions? "
+                 "(the d2l-en exercise)",
+     "book": "The 1×1 convolutions mix channels at each pixel; 3×3 ones also mix neighbouring pixels, at nine times "
+             "the weights.",
+     "configs": ["base", "3x3-mlp"]},
     {"key": "batch_norm", "title": "BatchNorm vs none (批量规范化)",
      "question": "Does BatchNorm change how reliably the net trains with the same recipe?",
      "book": "The chapter's NiN has no BatchNorm (it came later); the next chapter introduces it.",
@@ -127,50 +130,14 @@ def _config(name):
         return CONFIGS[name]
     if name in CONFIGS_224:
         return CONFIGS_224[name]
-    raise ValueError(f"configuration {name!r} is not known; choose from {', '.join(config_names(True))}.")
+    raise checks.refuse(f"configuration {name!r} is not known; choose from {', '.join(config_names(True))}")
 
 
 def config_preset(name, settings):
     """The ``Preset`` of one configuration at the grid's sizes (``settings`` is a ``MODES`` entry)."""
-    _, recipe_name, _, changes = _config(name)
+    _, recipe_name, changes = _config(name)
     return recipe(recipe_name, arch=settings["arch"], width=settings["width"], batch_size=settings["batch_size"],
-                  num_epochs=settings["num_epochs"]).with_overrides(**changes)
-
-
-# ---------------------------------------------------------------------------------------------
-# Nets
-
-
-def late_reduction_block(in_channels, num_classes, *, batch_norm=False):
-    """A last block that keeps ``in_channels`` through its 3×3 conv and first 1×1 conv and reduces to
-    the classes only in its last 1×1 conv (lesson 06's remedy for '384×5×5 to 10×5×5 in one step')."""
-    def conv(cin, cout, k, p, bn):
-        layers = [nn.Conv2d(cin, cout, kernel_size=k, padding=p)]
-        return layers + ([nn.BatchNorm2d(cout)] if bn else []) + [nn.ReLU()]
-    return nn.Sequential(*conv(in_channels, in_channels, 3, 1, batch_norm),
-                         *conv(in_channels, in_channels, 1, 0, batch_norm),
-                         *conv(in_channels, num_classes, 1, 0, False))
-
-
-def build_net(head, p, *, fc_hidden=4096, num_classes=10):
-    """The net of one configuration: ``head`` 'gap' (the seed's NiN), 'fc' (same trunk, AlexNet-style
-    FC head of ``fc_hidden`` units) or 'late' (NiN whose last block reduces to the classes late),
-    with the preset ``p``'s arch, width, BatchNorm, dropout and number of 1×1 convs; initialised as ``p`` says."""
-    kw = dict(arch=p.arch, width=p.width, batch_norm=p.batch_norm, dropout=p.dropout, num_1x1=p.num_1x1,
-              num_classes=num_classes)
-    if head == "gap":
-        net = models.nin(**kw)
-    elif head == "fc":
-        net = models.nin_fc_head(hidden=fc_hidden, input_size=p.image_size(), **kw)
-    elif head == "late":
-        net = models.nin(**kw)
-        cin = net[-3][0].in_channels  # the last NiN block: [..., Dropout, block, GAP, Flatten]
-        net[-3] = late_reduction_block(cin, num_classes, batch_norm=p.batch_norm)
-    else:
-        raise ValueError(f"head {head!r} is not known; choose one of {', '.join(HEADS)}.")
-    if p.init == "xavier":
-        models.init_xavier(net)
-    return net
+                  num_epochs=settings["num_epochs"]).with_overrides(fc_hidden=settings["fc_hidden"], **changes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,43 +162,30 @@ def fixed_subsets(fmnist, train_size, test_size, seed=DATA_SEED):
 def run_one(name, seed, subsets, settings, device="cpu"):
     """Train configuration ``name`` with ``seed`` on the fixed ``subsets`` (``fixed_subsets``) at the
     grid's ``settings``; return its numbers (a dict, see ``train_and_measure``)."""
-    p = config_preset(name, settings).with_overrides(seed=seed)
-    return train_and_measure(_config(name)[2], p, subsets, fc_hidden=settings["fc_hidden"], device=device)
+    return train_and_measure(config_preset(name, settings).with_overrides(seed=seed), subsets, device=device)
 
 
-def train_and_measure(head, p, subsets, *, fc_hidden=4096, device="cpu"):
-    """Train the ``head`` net of preset ``p`` (seeded with ``p.seed``) on ``subsets`` and measure it.
+def train_and_measure(p, subsets, *, device="cpu", **fit_options):
+    """Train the net of preset ``p`` (seeded with ``p.seed``) on ``subsets`` and measure it.
 
     Returns seed, test_acc, train_acc, gap (train - test), final_loss, loss_per_epoch, seconds,
     stalled (test accuracy still near chance) and stopped (why ``fit`` stopped early, or None).
     Train accuracy is measured after training in eval mode on the training images (no dropout,
-    no flips), so the gap between train and test accuracy is the overfitting.
+    no flips), so the gap between train and test accuracy is the overfitting. ``fit_options`` go to
+    ``fit`` (a stop event, callbacks).
     """
-    device = runtime.pick_device(device)
     (train_X, train_y), (test_X, test_y) = subsets
-    runtime.seed_everything(p.seed)
-    net = build_net(head, p, fc_hidden=fc_hidden)
-    cl = device.type in ("cpu", "cuda")  # channels_last: 1.7× faster on a CPU too for these nets
-    batch = dict(device=device, channels_last=cl, resize=p.resize)
-    train_iter = data_mod.Batches(train_X, train_y, p.batch_size, shuffle=True, seed=p.seed, flip=p.flip,
-                                  drop_last=len(train_y) > p.batch_size, **batch)
-    eval_bs = min(p.eval_batch_size, len(test_y), len(train_y))
-    train_eval = data_mod.Batches(train_X, train_y, eval_bs, **batch)
-    test_iter = data_mod.Batches(test_X, test_y, eval_bs, **batch)
-    optimizer = presets.make_optimizer(p, net)
-    scheduler = presets.make_scheduler(p, optimizer, len(train_iter))
-    loss = nn.CrossEntropyLoss(label_smoothing=p.label_smoothing)
     start = time.perf_counter()
-    history = train.fit(net, train_iter, None, num_epochs=p.num_epochs, optimizer=optimizer, scheduler=scheduler,
-                        loss=loss, device=device, amp="auto", channels_last=cl, progress=False, verbose=False)
-    test_acc = train.evaluate(net, test_iter, device, channels_last=cl)
-    train_acc = train.evaluate(net, train_eval, device, channels_last=cl)
+    run = presets.build_run(p, data=data_mod.FashionMNIST(train_X, train_y, test_X, test_y), device=device)
+    history = run.fit(test_iter=None, progress=False, verbose=False, **fit_options)
+    test_acc = run.evaluate()
+    train_acc = run.evaluate(presets.eval_batches(p, train_X, train_y, run.device))
     losses = [e["loss"] for e in history.epochs]
     return {"seed": p.seed, "test_acc": test_acc, "train_acc": train_acc, "gap": train_acc - test_acc,
             "final_loss": losses[-1] if losses and math.isfinite(losses[-1]) else None,
             "loss_per_epoch": [round(x, 5) if math.isfinite(x) else None for x in losses],
             "seconds": time.perf_counter() - start, "stalled": test_acc < STALLED_BELOW,
-            "stopped": history.reason}
+            "stopped": history.reason, "epochs_trained": history.trained()}
 
 
 def summarize(values):
@@ -252,37 +206,16 @@ def summarize_runs(runs):
     return out
 
 
-def machine():
-    """Where a grid ran: OS, Python, torch, CPU model and cores, and the load when it started."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"platform": platform.platform(terse=True), "python": platform.python_version(),
-            "torch": torch.__version__, "cpu": cpu, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads()}
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    return info
-
-
 def grid_settings(mode, **overrides):
     """The sizes of a grid (``MODES[mode]``) with some changed (num_epochs, train_size, width, ...)."""
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not known; choose one of {', '.join(MODES)}.")
-    settings = dict(MODES[mode])
+    settings = dict(MODES[checks.choice("mode", mode, tuple(MODES))])
     limits = {"train_size": 60000, "test_size": 10000, "num_epochs": 1000, "batch_size": 60000, "fc_hidden": 65536}
     for key, value in overrides.items():
-        if key not in settings:
-            raise ValueError(f"grid setting {key!r} is not known; choose from {', '.join(settings)}.")
+        checks.choice("grid setting", key, tuple(settings))
         if value is None:
             continue
-        if key in limits and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limits[key]):
-            raise ValueError(f"{key} {value!r} is not allowed; use a whole number from 1 to {limits[key]:,}.")
+        if key in limits:
+            checks.whole_number(key, value, 1, limits[key])
         settings[key] = value
     if settings["train_size"] is not None and settings["batch_size"] > settings["train_size"]:
         settings["batch_size"] = settings["train_size"]
@@ -290,15 +223,13 @@ def grid_settings(mode, **overrides):
 
 
 def _entry(name, settings, device):
-    label, recipe_name, head, _ = _config(name)
+    label, recipe_name, _ = _config(name)
     p = config_preset(name, settings)
-    net = build_net(head, p, fc_hidden=settings["fc_hidden"])
-    keys = ("arch", "width", "batch_norm", "dropout", "num_1x1", "init", "lr", "momentum", "nesterov",
-            "weight_decay", "schedule", "label_smoothing", "batch_size", "num_epochs", "flip")
-    return {"label": label, "recipe": recipe_name, "head": head, "preset": {k: getattr(p, k) for k in keys},
+    net = p.build_net(meta=True)
+    return {"label": label, "recipe": recipe_name, "head": p.head, "preset": p.to_dict(),
             "image_size": p.image_size(), "train_size": settings["train_size"] or 60000,
             "test_size": settings["test_size"] or 10000,
-            "fc_hidden": settings["fc_hidden"] if head == "fc" else None,
+            "fc_hidden": settings["fc_hidden"] if p.head == "fc" else None,
             "parameters": models.count_parameters(net),
             "macs_per_image": shapes.trace(net, p.image_size()).macs,
             "device": runtime.describe_device(device), "runs": [], "summary": None}
@@ -313,11 +244,11 @@ def run_grid(names, seeds, settings, *, fmnist=None, device="cpu", settings_224=
     run cut short keeps what it measured.
     """
     if not names:
-        raise ValueError("run_grid needs at least one configuration name.")
+        raise checks.refuse("run_grid needs at least one configuration name")
     for name in names:
         _config(name)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ValueError(f"seeds {seeds!r} are not allowed; give one or more whole numbers >= 0.")
+    if not seeds or any(not checks.is_whole(s) or s < 0 for s in seeds):
+        raise checks.refuse(f"seeds {seeds!r} are not allowed; give one or more whole numbers >= 0")
     device = runtime.pick_device(device)
     if fmnist is None:
         fmnist = data_mod.load_fashion_mnist()
@@ -326,7 +257,7 @@ def run_grid(names, seeds, settings, *, fmnist=None, device="cpu", settings_224=
     started = time.perf_counter()
     results = {"format": FORMAT, "mode": mode, "complete": False,
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "command": command, "machine": machine(), "device": runtime.describe_device(device),
+               "command": command, "machine": runtime.machine(device), "device": runtime.describe_device(device),
                "seeds": list(seeds), "settings": settings if any(n in CONFIGS for n in names) else None,
                "settings_224": settings_224 if any(n in CONFIGS_224 for n in names) else None,
                "stalled_below": STALLED_BELOW, "data_seed": DATA_SEED,
@@ -351,35 +282,35 @@ def run_grid(names, seeds, settings, *, fmnist=None, device="cpu", settings_224=
                 save_results(results, out)
     results["complete"] = True
     results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if hasattr(os, "getloadavg"):
-        results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["machine"]["load_average_at_end"] = runtime.machine().get("load_average")
     if out is not None:
         save_results(results, out)
     return results
 
 
 def save_results(results, path):
-    """Write results as JSON atomically (a temporary file, then a rename)."""
+    """Write results as JSON atomically; a file in a records folder is also listed in its SHA256SUMS."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return records.write(results, path.stem, path.parent)
 
 
 def load_results(path):
     """Read a results file written by ``run_grid``; a missing or foreign file is a ValueError."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"results file {path.name!r} does not exist; run benchmarks/experiments.py to make it.")
+        raise checks.refuse(f"results file {path.name!r} does not exist; run benchmarks/experiments.py to make it")
     try:
         results = json.loads(path.read_text())
     except json.JSONDecodeError:
-        raise ValueError(f"results file {path.name!r} is not valid JSON; run benchmarks/experiments.py again.") from None
+        raise checks.refuse(f"results file {path.name!r} is not valid JSON; run benchmarks/experiments.py again") from None
     if not isinstance(results, dict) or results.get("format") != FORMAT:
-        raise ValueError(f"results file {path.name!r} was not written by nin_lib.experiments.")
+        raise checks.refuse(f"results file {path.name!r} was not written by nin_lib.experiments")
     return results
+
+
+def recorded(name="experiments-cpu"):
+    """The recorded grid ``name`` shipped with the package (its hash checked), or None if there is none."""
+    return records.load(name, format=FORMAT) if records.find(name) is not None else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,7 +322,7 @@ def experiment_rows(results, key):
     experiment = next((e for e in results["experiments"] if e["key"] == key), None)
     if experiment is None:
         known = ", ".join(e["key"] for e in results["experiments"])
-        raise ValueError(f"experiment {key!r} is not in these results; choose one of {known}.")
+        raise checks.refuse(f"experiment {key!r} is not in these results; choose one of {known}")
     rows = []
     for name in experiment["configs"]:
         c = results["configs"][name]
@@ -407,9 +338,8 @@ def experiment_rows(results, key):
 def per_seed(results, name, metric="test_acc"):
     """Every seed's value of ``metric`` for configuration ``name`` (a list, in seed order)."""
     if name not in results["configs"]:
-        raise ValueError(f"configuration {name!r} is not in these results.")
-    if metric not in METRICS:
-        raise ValueError(f"metric {metric!r} is not known; choose one of {', '.join(METRICS)}.")
+        raise checks.refuse(f"configuration {name!r} is not in these results")
+    checks.choice("metric", metric, METRICS)
     return [r[metric] for r in results["configs"][name]["runs"]]
 
 
@@ -435,21 +365,12 @@ def experiment_panels(results, key, metrics=("test_acc", "train_acc", "gap")):
     """``viz.seed_spread`` arguments for experiment ``key``: one panel per metric, one group per configuration."""
     experiment = next((e for e in results["experiments"] if e["key"] == key), None)
     if experiment is None:
-        raise ValueError(f"experiment {key!r} is not in these results.")
+        raise checks.refuse(f"experiment {key!r} is not in these results")
     panels = {METRIC_LABELS[m].split(" (")[0]: [(name, per_seed(results, name, m)) for name in experiment["configs"]]
               for m in metrics}
     ylabels = {METRIC_LABELS[m].split(" (")[0]: METRIC_LABELS[m] for m in metrics}
     title = re.sub(r"\s*\([^)]*[\u4e00-\u9fff][^)]*\)", "", experiment["title"])  # plot fonts lack CJK glyphs
     return {"panels": panels, "ylabel": ylabels, "title": title}
-
-
-def find_results(name, start="."):
-    """Path of a committed results file ``benchmarks/<name>`` seen from ``start`` or its parent, or None."""
-    for folder in (Path(start), Path(start).resolve().parent):
-        path = folder / "benchmarks" / name
-        if path.is_file():
-            return path
-    return None
 
 
 def compare(results, a, b, metric="test_acc"):
@@ -462,7 +383,7 @@ def compare(results, a, b, metric="test_acc"):
     va, vb = per_seed(results, a, metric), per_seed(results, b, metric)
     sa, sb = summarize(va), summarize(vb)
     if sa["n"] == 0 or sb["n"] == 0:
-        raise ValueError(f"configurations {a!r} and {b!r} need finite {metric} values to be compared.")
+        raise checks.refuse(f"configurations {a!r} and {b!r} need finite {metric} values to be compared")
     diff = sb["mean"] - sa["mean"]
     se = math.sqrt(sa["std"] ** 2 / sa["n"] + sb["std"] ** 2 / sb["n"])
     t = diff / se if se > 1e-12 else None
@@ -489,38 +410,31 @@ def format_comparison(c, digits=3):
 # A tiny live run for the widget
 
 
-def live_run(*, head="gap", dropout=0.5, num_1x1=2, batch_norm=True, train_size=512, num_epochs=10, seed=0,
-             lr=0.1, fmnist=None, width=0.25, test_size=500, fc_hidden=1024, batch_size=32, device="cpu", threads=1):
-    """One tiny run of the head/dropout/1×1/BatchNorm experiment (lesson 06's widget): seconds on a CPU.
+def live_preset(*, head="gap", dropout=0.5, num_1x1=2, batch_norm=True, train_size=512, num_epochs=10, seed=0,
+                lr=0.1, width=0.25, fc_hidden=1024, batch_size=32, threads=1):
+    """The checked ``Preset`` of one live run (``live_run``): the 'base' recipe on the 28-px NiN with these values."""
+    checks.choice("head", head, models.HEADS)
+    checks.whole_number("train_size", train_size, 32, 60000)
+    checks.whole_number("num_epochs", num_epochs, 1, 50)
+    checks.whole_number("threads", threads, 1, none=True)
+    p = recipe("base", arch=28, width=width, batch_size=min(batch_size, train_size), num_epochs=num_epochs)
+    return p.with_overrides(head=head, fc_hidden=fc_hidden, dropout=dropout, num_1x1=num_1x1, batch_norm=batch_norm,
+                            seed=seed, lr=lr, threads=threads)
 
-    Trains the 28-px NiN (or its FC-head or late-reduction twin) with the 'base' recipe (peak
-    learning rate ``lr``) on ``train_size`` training images and returns ``train_and_measure``'s
-    dict plus the net's parameters. On a CPU the run uses ``threads`` torch threads (one by default:
-    a net this small at batch 32 gains nothing from more, and a busy machine slows several threads
-    down many times over); torch's setting is restored afterwards. ``threads=None`` keeps it.
+
+def live_run(*, fmnist=None, train_size=512, test_size=500, device="cpu", stop=None, callbacks=(), **settings):
+    """One tiny run of the head/dropout/1×1/BatchNorm experiment (lesson 06's panel): seconds on a CPU.
+
+    Trains the 28-px NiN (or its FC-head or late-reduction twin) of ``live_preset(**settings)`` (the 'base'
+    recipe with peak learning rate ``lr``) on ``train_size`` training images and returns ``train_and_measure``'s
+    dict plus the net's parameters. On a CPU the run uses one torch thread by default (a net this small at
+    batch 32 gains nothing from more); ``threads=None`` follows the CPU quota. ``stop`` and ``callbacks`` go to
+    ``fit``: a run stopped early is measured as far as it got.
     """
-    if head not in HEADS:
-        raise ValueError(f"head {head!r} is not known; choose one of {', '.join(HEADS)}.")
-    if isinstance(train_size, bool) or not isinstance(train_size, int) or not 32 <= train_size <= 60000:
-        raise ValueError(f"train_size {train_size!r} is not allowed; use a whole number from 32 to 60000.")
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or not 1 <= num_epochs <= 50:
-        raise ValueError(f"num_epochs {num_epochs!r} is not allowed; use a whole number from 1 to 50.")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads {threads!r} is not allowed; use a whole number >= 1 or None.")
+    p = live_preset(train_size=train_size, **settings)
     if fmnist is None:
         fmnist = data_mod.load_fashion_mnist()
-    batch_size = min(batch_size, train_size)
-    p = recipe("base", arch=28, width=width, batch_size=batch_size, num_epochs=num_epochs).with_overrides(
-        dropout=dropout, num_1x1=num_1x1, batch_norm=batch_norm, seed=seed, lr=lr)
-    before = torch.get_num_threads()
-    single = threads is not None and runtime.pick_device(device).type == "cpu"
-    if single:
-        torch.set_num_threads(threads)
-    try:
-        r = train_and_measure(head, p, fixed_subsets(fmnist, train_size, test_size), fc_hidden=fc_hidden,
-                              device=device)
-    finally:
-        if single:
-            torch.set_num_threads(before)
-    r["parameters"] = models.count_parameters(build_net(head, p, fc_hidden=fc_hidden))
+    r = train_and_measure(p, fixed_subsets(fmnist, train_size, test_size), device=device, stop=stop,
+                          callbacks=callbacks)
+    r["parameters"] = models.count_parameters(p.build_net(meta=True))
     return r

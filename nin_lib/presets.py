@@ -7,17 +7,15 @@
 Every value is checked when a preset is made or changed: a bad one raises ValueError with one
 sentence naming the value and what is allowed.
 """
-import contextlib
 import dataclasses
-import math
-import os
 from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
+from . import checks, models, runtime, shapes, train
 from . import data as data_mod
-from . import models, runtime, shapes, train
+from .runtime import available_memory
 
 SCHEDULES = ("constant", "onecycle", "cosine")
 OPTIMIZERS = ("sgd", "adamw")
@@ -36,7 +34,10 @@ class Preset:
     batch_norm: bool = False
     dropout: float = 0.5
     num_1x1: int = 2
+    mlp_kernel: int = 1
     final_relu: bool = True
+    head: str = "gap"
+    fc_hidden: int = 4096
     init: str = "xavier"
     # the optimiser and its schedule
     optimizer: str = "sgd"
@@ -68,12 +69,10 @@ class Preset:
     def with_overrides(self, **overrides):
         """A copy with some values changed (validated), e.g. ``with_overrides(lr=0.05, num_epochs=3)``."""
         known = {f.name for f in fields(self)}
-        changes = {}
-        for key, value in overrides.items():
+        for key in overrides:
             if key not in known:
-                raise ValueError(f"setting {key!r} is not known; choose from {', '.join(sorted(known))}.")
-            changes[key] = value
-        return dataclasses.replace(self, **changes)
+                raise checks.refuse(f"setting {key!r} is not known; choose from {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **overrides)
 
     def to_dict(self):
         """The preset as a plain dict (stored in histories and checkpoints)."""
@@ -83,21 +82,26 @@ class Preset:
         """The side of the images the net sees (``resize``, or 28 without resizing)."""
         return self.resize if self.resize is not None else 28
 
-    def build_net(self):
+    def net_options(self):
+        """The arguments of ``models.nin`` this preset stands for (the one way from a preset to its net)."""
+        return dict(arch=self.arch, width=self.width, batch_norm=self.batch_norm, dropout=self.dropout,
+                    num_1x1=self.num_1x1, mlp_kernel=self.mlp_kernel, final_relu=self.final_relu, head=self.head,
+                    hidden=self.fc_hidden,
+                    input_size=self.image_size())
+
+    def build_net(self, meta=False):
         """The NiN this preset trains, initialised (Xavier-uniform like the book, or PyTorch's default).
 
-        ``final_relu=False`` drops the ReLU after the last 1×1 conv, so the class scores that global
-        average pooling turns into logits may be negative: with the seed's ReLU a class whose scores
-        all fall below 0 gets no gradient and is never predicted again (a "dead class", the main
-        cause of the seed recipe's run-to-run spread).
+        ``meta=True`` builds it on the meta device instead: shapes only, no memory, no random numbers drawn
+        (the image-size check and the memory estimate). ``final_relu=False`` drops the ReLU on the class
+        scores (a class whose scores all fall below 0 would otherwise get no gradient: a "dead class", the
+        main cause of the seed recipe's run-to-run spread).
         """
-        net = models.nin(arch=self.arch, width=self.width, batch_norm=self.batch_norm,
-                         dropout=self.dropout, num_1x1=self.num_1x1)
-        if not self.final_relu:
-            net[-3][-1] = nn.Identity()
-        if self.init == "xavier":
-            models.init_xavier(net)
-        return net
+        if meta:
+            with torch.device("meta"):
+                return models.nin(**self.net_options())
+        net = models.nin(**self.net_options())
+        return models.init_xavier(net) if self.init == "xavier" else net
 
     def __str__(self):
         keys = ("arch", "width", "batch_norm", "num_1x1", "final_relu", "dropout", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
@@ -106,87 +110,54 @@ class Preset:
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation: one sentence per bad value
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _int_in(p, key, low, high=None):
-    v = getattr(p, key)
-    if not _is_int(v) or v < low or (high is not None and v > high):
-        allowed = f"a whole number from {low} to {high}" if high is not None else f"a whole number >= {low}"
-        raise ValueError(f"{key} {v!r} is not allowed; use {allowed}.")
-
-
-def _number_in(p, key, low, high, low_open=False, high_open=True):
-    v = getattr(p, key)
-    ok = _is_number(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{key} {v!r} is not allowed; use a number in {interval}.")
-
-
-def _choice(p, key, allowed):
-    v = getattr(p, key)
-    if v not in allowed:
-        raise ValueError(f"{key} {v!r} is not known; choose one of {', '.join(map(str, allowed))}.")
-
+# Validation: one sentence per bad value (``checks``)
 
 def validate(p):
     """Check every value of a preset; raise ValueError naming the first bad one and what is allowed."""
-    train.check_lr(p.lr)
-    _int_in(p, "batch_size", 1, 60000)
-    _int_in(p, "num_epochs", 1, 1000)
-    _int_in(p, "eval_batch_size", 1, 10000)
-    _int_in(p, "seed", 0)
-    _number_in(p, "momentum", 0, 1)
-    _number_in(p, "weight_decay", 0, 1)
-    _number_in(p, "label_smoothing", 0, 1)
-    _number_in(p, "dropout", 0, 1)
-    _number_in(p, "width", 0, 4, low_open=True, high_open=False)
-    _int_in(p, "num_1x1", 0, 4)
-    _choice(p, "arch", tuple(models.ARCHS))
-    _choice(p, "schedule", SCHEDULES)
-    _choice(p, "optimizer", OPTIMIZERS)
-    _choice(p, "init", INITS)
-    _choice(p, "device", runtime.DEVICES)
+    checks.learning_rate(p.lr)
+    checks.whole_number("batch_size", p.batch_size, 1, 60000)
+    checks.whole_number("num_epochs", p.num_epochs, 1, 1000)
+    checks.whole_number("eval_batch_size", p.eval_batch_size, 1, 10000)
+    checks.whole_number("seed", p.seed, 0)
+    for key in ("momentum", "weight_decay", "label_smoothing", "dropout"):
+        checks.number(key, getattr(p, key), 0, 1, high_open=True)
+    checks.number("width", p.width, 0, 4, low_open=True)
+    checks.whole_number("num_1x1", p.num_1x1, 0, 4)
+    checks.choice("mlp_kernel", p.mlp_kernel, (1, 3))
+    checks.whole_number("fc_hidden", p.fc_hidden, 1, 65536)
+    checks.choice("arch", p.arch, tuple(models.ARCHS))
+    checks.choice("head", p.head, models.HEADS)
+    checks.choice("schedule", p.schedule, SCHEDULES)
+    checks.choice("optimizer", p.optimizer, OPTIMIZERS)
+    checks.choice("init", p.init, INITS)
+    checks.choice("device", p.device, runtime.DEVICES)
     for key in ("batch_norm", "final_relu", "nesterov", "flip", "compile"):
-        if not isinstance(getattr(p, key), bool):
-            raise ValueError(f"{key} {getattr(p, key)!r} is not allowed; use True or False.")
+        checks.flag(key, getattr(p, key))
     for key in ("amp", "channels_last"):
-        if getattr(p, key) not in ("auto", True, False):
-            raise ValueError(f"{key} {getattr(p, key)!r} is not allowed; use 'auto', True or False.")
+        checks.auto_flag(key, getattr(p, key))
     if p.nesterov and p.momentum <= 0:
-        raise ValueError(f"nesterov=True needs momentum > 0 (momentum is {p.momentum}); set a momentum or nesterov=False.")
+        raise checks.refuse(f"nesterov=True needs momentum > 0 (momentum is {p.momentum}); set a momentum or "
+                            "nesterov=False")
     if p.nesterov and p.optimizer != "sgd":
-        raise ValueError(f"nesterov=True works with optimizer 'sgd' only, not {p.optimizer!r}; set nesterov=False.")
+        raise checks.refuse(f"nesterov=True works with optimizer 'sgd' only, not {p.optimizer!r}; set nesterov=False")
     if p.subset is not None:
-        _int_in(p, "subset", 1, 60000)
+        checks.whole_number("subset", p.subset, 1, 60000)
         if p.batch_size > p.subset:
-            raise ValueError(f"batch_size {p.batch_size} is larger than the subset of {p.subset} training images; "
-                             f"use a batch size of at most {p.subset}.")
-    if p.test_subset is not None:
-        _int_in(p, "test_subset", 1, 10000)
+            raise checks.refuse(f"batch_size {p.batch_size} is larger than the subset of {p.subset} training images; "
+                                f"use a batch size of at most {p.subset}")
+    checks.whole_number("test_subset", p.test_subset, 1, 10000, none=True)
     if p.resize is not None:
         _check_resize(p)
-    if p.threads is not None:
-        _int_in(p, "threads", 1, 256)
+    checks.whole_number("threads", p.threads, 1, 256, none=True)
     check_image_size(p)
 
 
 def check_image_size(p):
     """Raise ValueError if the preset's image size is too small for its net (shapes.check_input_size)."""
-    with torch.device("meta"):  # shapes only: no memory, no random numbers drawn (importing presets seeds nothing)
-        probe = models.nin(arch=p.arch, width=p.width, batch_norm=p.batch_norm, dropout=p.dropout, num_1x1=p.num_1x1)
     try:
-        shapes.check_input_size(probe, p.image_size())
+        shapes.check_input_size(p.build_net(meta=True), p.image_size())
     except shapes.InputTooSmallError as e:
-        raise ValueError(f"image size {p.image_size()} is too small for the {p.name} preset's net: {e}") from None
+        raise checks.refuse(f"image size {p.image_size()} is too small for the {p.name} preset's net: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,12 +169,12 @@ MAX_RESIZE = 1024  # the largest image side a preset accepts
 def _check_resize(p):
     """``resize`` must be a whole number from 1 to MAX_RESIZE; a larger one is refused with its memory estimate."""
     v = p.resize
-    if _is_int(v) and v > MAX_RESIZE:
+    if checks.is_whole(v) and v > MAX_RESIZE:
         need = memory_estimate(p, size=v)
         at = (f" (at {v}×{v} px one training step of batch_size {p.batch_size} would need about {_bytes(need)})"
               if need is not None else "")
-        raise ValueError(f"resize {v} is not allowed; use a whole number from 1 to {MAX_RESIZE}{at}.")
-    _int_in(p, "resize", 1, MAX_RESIZE)
+        raise checks.refuse(f"resize {v} is not allowed; use a whole number from 1 to {MAX_RESIZE}{at}")
+    checks.whole_number("resize", v, 1, MAX_RESIZE)
 
 
 def _bytes(n):
@@ -217,61 +188,13 @@ def memory_estimate(p, size=None, batch_size=None, bf16=False):
     """Bytes one training step of preset ``p`` needs (``shapes.cost`` on a meta-device net: nothing is
     allocated); None if it cannot be estimated (lesson 05)."""
     try:
-        with torch.device("meta"):
-            net = models.nin(arch=p.arch, width=p.width, batch_norm=p.batch_norm, dropout=p.dropout,
-                             num_1x1=p.num_1x1)
+        net = p.build_net(meta=True)
         slots = 2 if p.optimizer == "adamw" else int(p.momentum > 0)
         c = shapes.cost(net, size or p.image_size(), batch_size or p.batch_size, optimizer_slots=slots,
                         dtype=torch.bfloat16 if bf16 else torch.float32)
     except (ValueError, RuntimeError, OverflowError):
         return None
     return c["train_bytes"]
-
-
-def available_memory(device):
-    """Bytes free for training on ``device`` now (CUDA: free GPU memory; CPU: the system's available memory,
-    within a container's limit), or None where it cannot be told."""
-    device = torch.device(device)
-    try:
-        if device.type == "cuda":
-            return torch.cuda.mem_get_info(device)[0]
-        if device.type == "mps":
-            return torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
-        if device.type == "cpu":
-            return _cpu_available()
-    except (OSError, ValueError, RuntimeError, AttributeError):
-        return None
-    return None
-
-
-def _read_int(path):
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _cpu_available():
-    free = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    free = int(line.split()[1]) * 1024
-    except OSError:
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, AttributeError):
-            return None
-    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        cap, now = _read_int(limit), _read_int(used)
-        if cap is not None and now is not None and cap < 2**60:
-            free = cap - now if free is None else min(free, cap - now)
-            break
-    return free
 
 
 def check_memory(p, device, available=None):
@@ -288,9 +211,53 @@ def check_memory(p, device, available=None):
     most = (free - (one - per_image)) // per_image
     fits = (f"use a batch size of at most {most:,} at this image size, or a smaller image size" if most >= 1 else
             "not even one image of this size fits, so use a smaller image size")
-    raise ValueError(f"image size {p.image_size()} with batch_size {p.batch_size} needs about {_bytes(need)} for one "
-                     f"training step (estimated before allocating anything) but this {device.type} has only "
-                     f"{_bytes(free)} free; {fits}.")
+    raise checks.refuse(f"image size {p.image_size()} with batch_size {p.batch_size} needs about {_bytes(need)} for one "
+                        f"training step (estimated before allocating anything) but this {device.type} has only "
+                        f"{_bytes(free)} free; {fits}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Time: one timed training step on the CPU, before a long run starts
+
+def measure_seconds_per_image(net, image_shape, batch_size=8):
+    """Seconds one training image costs on the CPU: one timed forward+backward pass on a copy of ``net``.
+
+    The copy runs in eval mode on zeros, so no random numbers are drawn and ``net`` is untouched.
+    """
+    import copy
+    import time
+
+    probe = copy.deepcopy(net).to("cpu").eval()
+    X = torch.zeros((batch_size, *image_shape))
+
+    def step(n):
+        probe(X[:n]).float().sum().backward()
+
+    step(1)  # warm-up: the first pass allocates
+    start = time.perf_counter()
+    step(batch_size)
+    return (time.perf_counter() - start) / batch_size
+
+
+def seconds_per_image(p):
+    """``measure_seconds_per_image`` for the net of preset ``p`` at its image size."""
+    return measure_seconds_per_image(p.build_net(), (1, p.image_size(), p.image_size()))
+
+
+def duration(seconds):
+    """A duration in words: '45 s', '12 minutes', '26 hours'."""
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} hours"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.0f} s"
+
+
+def too_slow(p, images, seconds, limit):
+    """The sentence for a CPU run estimated to take ``seconds`` (more than ``limit``): what it would take, and what to do."""
+    return checks.refuse(f"on this CPU the {p.name} preset's net trains at about {images / seconds:,.1f} images/s, so "
+                         f"{images:,} training images would take about {duration(seconds)} (more than "
+                         f"{duration(limit)}); choose fewer images or epochs, the quick preset, or a GPU")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,12 +294,7 @@ def names():
 
 def get_preset(name, **overrides):
     """A named preset ('d2l', 'improved', 'quick'), optionally with some values changed."""
-    if isinstance(name, Preset):
-        preset = name
-    elif name in PRESETS:
-        preset = PRESETS[name]
-    else:
-        raise ValueError(f"preset {name!r} is not known; choose one of {', '.join(PRESETS)}.")
+    preset = name if isinstance(name, Preset) else PRESETS[checks.choice("preset", name, tuple(PRESETS))]
     return preset.with_overrides(**overrides) if overrides else preset
 
 
@@ -361,31 +323,13 @@ class Run:
                        meta={"preset": p.to_dict()})
         options.update(kwargs)
         options.setdefault("test_iter", self.test_iter)
-        with cpu_threads(p.threads if self.device.type == "cpu" else None):
-            return train.fit(self.net, self.train_iter, **options)
+        options.setdefault("threads", p.threads)
+        return train.fit(self.net, self.train_iter, **options)
 
-    def evaluate(self):
-        """Test accuracy of the net now."""
-        return train.evaluate(self.net, self.test_iter, self.device, amp=self.preset.amp,
-                              channels_last=self.preset.channels_last)
-
-
-@contextlib.contextmanager
-def cpu_threads(n):
-    """Use ``n`` CPU threads for torch inside the block (None: leave torch's setting), then restore it.
-
-    On a CPU that other programs share, one thread per training process can be several times faster
-    than two that keep waiting for each other.
-    """
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    def evaluate(self, data_iter=None):
+        """Accuracy of the net now on ``data_iter`` (default: the test batches)."""
+        return train.evaluate(self.net, data_iter if data_iter is not None else self.test_iter, self.device,
+                              amp=self.preset.amp, channels_last=self.preset.channels_last)
 
 
 def make_optimizer(p, net):
@@ -411,14 +355,20 @@ def make_scheduler(p, optimizer, steps_per_epoch):
 
 def make_batches(p, fmnist, device):
     """Training and test ``Batches`` on ``device`` for a preset (shuffled, flipped if asked, resized there)."""
-    cl = train._use_channels_last(p.channels_last, device)
     train_iter = data_mod.Batches(fmnist.train_images, fmnist.train_labels, p.batch_size, shuffle=True,
                                   seed=p.seed, resize=p.resize, subset=p.subset, device=device,
-                                  channels_last=cl, flip=p.flip)
-    test_iter = data_mod.Batches(fmnist.test_images, fmnist.test_labels, min(p.eval_batch_size, p.test_subset or 10000),
-                                 shuffle=False, seed=p.seed, resize=p.resize, subset=p.test_subset,
-                                 device=device, channels_last=cl)
-    return train_iter, test_iter
+                                  channels_last=runtime.uses_channels_last(p.channels_last, device), flip=p.flip)
+    images, labels = fmnist.test_images, fmnist.test_labels
+    if p.test_subset is not None:
+        index = data_mod.subset_indices(len(labels), p.test_subset, p.seed)
+        images, labels = images[index], labels[index]
+    return train_iter, eval_batches(p, images, labels, device)
+
+
+def eval_batches(p, images, labels, device):
+    """Batches to evaluate on: in order, ``eval_batch_size`` images at a time, resized as the preset trains."""
+    return data_mod.Batches(images, labels, min(p.eval_batch_size, len(labels)), resize=p.resize, device=device,
+                            channels_last=runtime.uses_channels_last(p.channels_last, device))
 
 
 def build_run(preset="quick", *, data=None, device=None, **overrides):

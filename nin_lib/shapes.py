@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import checks, models
+
 
 class InputTooSmallError(ValueError):
     """The input is too small for the net; the message names the failing layer and the smallest size."""
@@ -73,7 +75,7 @@ def _step(module, g, path):
     """Propagate the geometry through one leaf layer; raise InputTooSmallError where it breaks."""
     if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
         if g.features is not None:
-            raise ValueError(f"layer {path} ({describe(module)}) comes after Flatten; tracing needs conv layers first.")
+            raise checks.refuse(f"layer {path} ({describe(module)}) comes after Flatten; tracing needs conv layers first")
         k, s, p = _pair(module.kernel_size), _pair(module.stride or module.kernel_size), _pair(module.padding)
         d = _pair(getattr(module, "dilation", 1))
         ceil = getattr(module, "ceil_mode", False)
@@ -105,15 +107,23 @@ def _propagate(net, size, in_channels=1):
     return g
 
 
-def _square(input_size):
-    if isinstance(input_size, (tuple, list)):
-        h, w = input_size
+def input_shape(input_size, in_channels=1):
+    """``(channels, height, width)`` from what a learner passes: a side (224), ``(h, w)``, or a batch shape
+    ``(n, c, h, w)`` such as the book's ``X.shape`` (then its channels count); anything else is the one sentence."""
+    size = tuple(input_size) if isinstance(input_size, (tuple, list, torch.Size)) else input_size
+    if isinstance(size, tuple) and len(size) == 4:
+        _, in_channels, h, w = size
+    elif isinstance(size, tuple) and len(size) == 2:
+        h, w = size
+    elif isinstance(size, tuple):
+        raise checks.refuse(f"input size {input_size!r} is not allowed; use a side in pixels (224), (height, width) "
+                            "or a batch shape (n, channels, height, width)")
     else:
-        h = w = input_size
+        h = w = size
     for v in (h, w):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"input size {input_size!r} is not allowed; use a whole number of pixels >= 1.")
-    return h, w
+        checks.whole_number("input size", v if checks.is_whole(v) else input_size, 1, unit="of pixels")
+    checks.whole_number("in_channels", in_channels, 1)
+    return in_channels, h, w
 
 
 def min_input_size(net, in_channels=1, limit=4096):
@@ -124,12 +134,12 @@ def min_input_size(net, in_channels=1, limit=4096):
         except InputTooSmallError:
             continue
         return side
-    raise ValueError(f"no input size up to {limit} pixels works for this net.")
+    raise checks.refuse(f"no input size up to {limit} pixels works for this net")
 
 
 def check_input_size(net, input_size, in_channels=1):
     """Raise InputTooSmallError, naming the failing layer and the smallest valid size, if the input does not fit."""
-    h, w = _square(input_size)
+    in_channels, h, w = input_shape(input_size, in_channels)
     try:
         _propagate(net, (h, w), in_channels)
     except InputTooSmallError as e:
@@ -249,9 +259,8 @@ def trace(net, input_size=224, in_channels=1, depth="top"):
     ``depth='top'`` gives one row per top-level layer (as the seed's loop does), ``'leaf'`` one per leaf.
     An input that is too small raises InputTooSmallError before anything runs.
     """
-    if depth not in ("top", "leaf"):
-        raise ValueError(f"depth {depth!r} is not known; use 'top' or 'leaf'.")
-    h, w = _square(input_size)
+    checks.choice("depth", depth, ("top", "leaf"))
+    in_channels, h, w = input_shape(input_size, in_channels)
     check_input_size(net, (h, w), in_channels)
     shape = (1, in_channels, h, w)
     rows, g = [], _Geometry(in_channels, h, w)
@@ -275,7 +284,7 @@ def trace(net, input_size=224, in_channels=1, depth="top"):
 
 def seed_lines(net, input_size=224, in_channels=1):
     """The seed's shape loop as lines: ``Sequential output shape:\\t torch.Size([1, 96, 54, 54])`` …"""
-    h, w = _square(input_size)
+    in_channels, h, w = input_shape(input_size, in_channels)
     check_input_size(net, (h, w), in_channels)
     X = torch.zeros((1, in_channels, h, w), device="meta")
     lines = []
@@ -352,12 +361,9 @@ def cost(net, input_size=224, batch_size=1, in_channels=1, dtype=torch.float32, 
     pair alive at once; training = weights + gradients + ``optimizer_slots`` copies (1 for SGD with
     momentum, 2 for Adam) + what autograd keeps for the backward pass. Returns a dict of numbers.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size {batch_size!r} is not allowed; use a whole number >= 1.")
-    if isinstance(optimizer_slots, bool) or not isinstance(optimizer_slots, int) or optimizer_slots < 0:
-        raise ValueError(f"optimizer_slots {optimizer_slots!r} is not allowed; use 0 (SGD), 1 (momentum) or 2 (Adam).")
-    if dtype not in BYTES:
-        raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(map(str, BYTES))}.")
+    checks.whole_number("batch_size", batch_size, 1)
+    checks.whole_number("optimizer_slots", optimizer_slots, 0, 2)
+    checks.choice("dtype", dtype, tuple(BYTES))
     t = trace(net, input_size, in_channels, depth="leaf")
     leaves = _run_leaves(net, t.input_shape)
     nbytes = BYTES[dtype]
@@ -383,11 +389,6 @@ def cost(net, input_size=224, batch_size=1, in_channels=1, dtype=torch.float32, 
 # ---------------------------------------------------------------------------------------------
 # Cost of one conv layer and per-layer parameters (lessons 01 and 02)
 
-def _whole_number(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} {value!r} is not allowed; use a whole number >= {low}.")
-
-
 def conv_cost(in_channels, out_channels, kernel_size, input_size=28, stride=1, padding=0, bias=True):
     """Parameters, multiply-accumulates and output shape of one square Conv2d on a square input (lesson 01).
 
@@ -397,7 +398,7 @@ def conv_cost(in_channels, out_channels, kernel_size, input_size=28, stride=1, p
     for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                              ("kernel_size", kernel_size, 1), ("input_size", input_size, 1),
                              ("stride", stride, 1), ("padding", padding, 0)):
-        _whole_number(name, value, low)
+        checks.whole_number(name, value, low)
     side = spatial_out(input_size, kernel_size, stride, padding)
     if side < 1:
         raise InputTooSmallError(f"a kernel of {kernel_size}×{kernel_size} with padding {padding} does not fit a "
@@ -424,15 +425,9 @@ def nin_parameter_breakdown(head="gap", num_1x1=2, width=1.0, hidden=4096, arch=
     The net is built on the meta device (no memory, no compute). Returns a dict: ``rows`` as
     (path, name, parameters, part) with part 'trunk' or 'head', ``total``, ``trunk`` and ``head``.
     """
-    from nin_lib import models
-    if head not in HEADS:
-        raise ValueError(f"head {head!r} is not known; use 'gap' (NiN's last block + global average pooling) "
-                         "or 'fc' (an AlexNet-style fully connected head).")
+    checks.choice("head", head, HEADS)
     with torch.device("meta"):
-        if head == "gap":
-            net = models.nin(arch=arch, width=width, num_1x1=num_1x1)
-        else:
-            net = models.nin_fc_head(arch=arch, width=width, num_1x1=num_1x1, hidden=hidden)
+        net = models.nin(arch=arch, width=width, num_1x1=num_1x1, head=head, hidden=hidden)
     trunk_layers = 2 * len(models.ARCHS[arch]["blocks"])  # a block and a pooling layer each
     rows = [(path, name, params, "trunk" if int(path.split(".")[0]) < trunk_layers else "head")
             for path, name, params in layer_parameters(net, arch)]

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from . import checks, data, shapes
+
 
 # ---------------------------------------------------------------------------------------------
 # Lessons 01-02: feature maps, block drawings, per-layer parameter bars
@@ -15,6 +17,23 @@ import torch
 # one colour per kind of layer, shared by the block drawing and the parameter bars
 LAYER_COLORS = {"k×k conv": "#4C72B0", "1×1 conv": "#55A868", "fully connected": "#C44E52",
                 "pooling": "#8172B2", "other": "#BBBBBB"}
+
+
+def _figure(figsize):
+    """A new figure for every plot of this module: a pyplot figure in the main thread (a notebook shows it when
+    the cell ends), a plain ``matplotlib.figure.Figure`` in any other thread (the training panel's thread)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        return plt.figure(figsize=figsize, layout="constrained")
+    from matplotlib.figure import Figure
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def _softmax(logits):
+    """Probabilities from class scores (a NumPy vector or rows of them)."""
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _as_array(m):
@@ -31,13 +50,13 @@ def feature_maps(maps, titles=None, title="feature maps", ncols=None, cmap=None,
     """
     maps = [_as_array(m) for m in maps]
     if not maps or any(m.ndim != 2 for m in maps):
-        raise ValueError(f"feature_maps needs a non-empty list of 2-D maps, got shapes {[m.shape for m in maps]}.")
+        raise checks.refuse(f"feature_maps needs a non-empty list of 2-D maps, got shapes {[m.shape for m in maps]}")
     if titles is not None and len(titles) != len(maps):
-        raise ValueError(f"{len(titles)} titles for {len(maps)} maps; give one title per map.")
+        raise checks.refuse(f"{len(titles)} titles for {len(maps)} maps; give one title per map")
     ncols = ncols or len(maps)
     nrows = -(-len(maps) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + 0.6, size * nrows + 0.5),
-                             squeeze=False, constrained_layout=True)
+    fig = _figure((size * ncols + 0.6, size * nrows + 0.5))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i >= len(maps):
             ax.axis("off")
@@ -133,7 +152,8 @@ def draw_vgg_vs_nin():
            ("", "endframe"),
            ("global average pooling", "pooling"),
            ("class scores", "io")]
-    fig, ax = plt.subplots(figsize=(9, 9))
+    fig = _figure((9, 9))
+    ax = fig.subplots()
     low = min(_stack(ax, 0.25, vgg, "VGG"), _stack(ax, 0.75, nin, "NiN"))
     handles = [mpatches.Patch(facecolor=c, alpha=0.35, edgecolor="#333333", label=k)
                for k, c in LAYER_COLORS.items() if k != "other"]
@@ -153,10 +173,10 @@ def parameter_bars(panels, title="parameters per layer", xmax=None):
     ``xmax`` fixes the right end of the axis (a panel that redraws keeps its scale).
     """
     if not panels:
-        raise ValueError("parameter_bars needs at least one panel of rows.")
+        raise checks.refuse("parameter_bars needs at least one panel of rows")
     most = max(len(rows) for rows in panels.values())
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 0.34 * most + 1.8),
-                             squeeze=False, sharex=True, constrained_layout=True)
+    fig = _figure((6.2 * len(panels), 0.34 * most + 1.8))
+    axes = fig.subplots(1, len(panels), squeeze=False, sharex=True)
     largest = max(r[2] for rows in panels.values() for r in rows)
     for ax, (name, rows) in zip(axes[0], panels.items()):
         labels = [f"{r[0]}  {r[1]}" for r in rows]
@@ -203,9 +223,10 @@ class LiveCurves:
 
     ``add(x, {name: value})`` appends points (``None`` values are skipped); ``draw()`` redraws.
     In a notebook the figure is one output that each ``draw()`` replaces (an IPython display
-    handle, so text printed before or after it stays); elsewhere nothing is shown (no GUI window)
-    and ``figure`` holds the picture. ``min_interval`` (seconds) lets ``draw()`` skip redraws that
-    come too soon, so plotting does not slow a fast GPU run; ``draw(force=True)`` always draws.
+    handle, so text printed before or after it stays); with ``into`` (an ``ipywidgets.Image``, the
+    training panel's) each draw sets that widget's PNG instead; elsewhere nothing is shown (no GUI
+    window) and ``figure`` holds the picture. ``min_interval`` (seconds) lets ``draw()`` skip redraws
+    that come too soon, so plotting does not slow a fast GPU run; ``draw(force=True)`` always draws.
     """
 
     STYLES = ("-", "--", "-.", ":")
@@ -213,17 +234,16 @@ class LiveCurves:
 
     def __init__(self, names=("train loss", "train acc", "test acc"), *, title="training curves",
                  xlabel="epoch", ylabel="loss (nats) / accuracy (fraction)", xlim=None, ylim=None,
-                 figsize=(5.0, 3.4), show="auto", min_interval=0.0):
+                 figsize=(5.0, 3.4), show="auto", min_interval=0.0, into=None, dpi=100):
         if not names:
-            raise ValueError("LiveCurves needs at least one curve name, e.g. ('train loss', 'test acc').")
-        if show not in ("auto", True, False):
-            raise ValueError(f"show {show!r} is not allowed; use 'auto', True or False.")
+            raise checks.refuse("LiveCurves needs at least one curve name, e.g. ('train loss', 'test acc')")
+        checks.auto_flag("show", show)
         self.names = tuple(names)
         self.points = {name: ([], []) for name in self.names}
         self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
         self.xlim, self.ylim, self.figsize = xlim, ylim, figsize
         self.show = in_notebook() if show == "auto" else show
-        self.min_interval = min_interval
+        self.min_interval, self.into, self.dpi = min_interval, into, dpi
         self.draws = 0
         self._figure = None
         self._figure_points = None
@@ -234,7 +254,7 @@ class LiveCurves:
         """Append one point per named value at ``x`` (e.g. ``add(1.4, {'train loss': 0.61})``)."""
         for name, value in values.items():
             if name not in self.points:
-                raise ValueError(f"curve {name!r} is not one of {', '.join(map(repr, self.names))}.")
+                raise checks.refuse(f"curve {name!r} is not one of {', '.join(map(repr, self.names))}")
             if value is not None:
                 xs, ys = self.points[name]
                 xs.append(float(x))
@@ -276,7 +296,7 @@ class LiveCurves:
         import io
 
         buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=100)
+        self.figure.savefig(buffer, format="png", dpi=self.dpi)
         return buffer.getvalue()
 
     def _repr_png_(self):
@@ -291,6 +311,9 @@ class LiveCurves:
             return False
         self._last_draw = now
         self.draws += 1
+        if self.into is not None:
+            self.into.value = self._png()
+            return True
         if not self.show:
             self._figure = None  # drawn lazily when someone asks for ``figure``
             return True
@@ -306,17 +329,6 @@ class LiveCurves:
 
 # ---------------------------------------------------------------------------------------------
 # Lesson 05: training history, confusion matrix, misclassified images
-# (a pyplot figure in the main thread, shown by a notebook like the others; a plain
-# matplotlib.figure.Figure in any other thread, so the training panel's thread may draw too)
-
-def _figure(figsize):
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        return plt.figure(figsize=figsize, layout="constrained")
-    from matplotlib.figure import Figure
-    return Figure(figsize=figsize, layout="constrained")
-
 
 def history_curves(history, title="training curves", batch_points=None):
     """Loss and accuracy per epoch from a ``train.History`` (or its list of epoch dicts) (lesson 05).
@@ -358,11 +370,10 @@ def confusion_matrix_plot(counts, class_names=None, title="confusion matrix (tes
     """
     counts = _as_array(counts)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
-        raise ValueError(f"a confusion matrix must be square, got shape {counts.shape}.")
+        raise checks.refuse(f"a confusion matrix must be square, got shape {counts.shape}")
     n = counts.shape[0]
     if class_names is None:
-        from .data import CLASS_NAMES
-        class_names = CLASS_NAMES if n == len(CLASS_NAMES) else [str(i) for i in range(n)]
+        class_names = data.CLASS_NAMES if n == len(data.CLASS_NAMES) else [str(i) for i in range(n)]
     rows = counts.sum(axis=1, keepdims=True)
     shown = counts / np.maximum(rows, 1) if normalize else counts
     fig = _figure((6.4, 5.6))
@@ -390,8 +401,7 @@ def misclassified_grid(images, labels, preds, class_names=None, max_images=16, n
     images: (N, 28, 28) or (N, 1, H, W); labels, preds: (N,) class indices.
     """
     if class_names is None:
-        from .data import CLASS_NAMES
-        class_names = CLASS_NAMES
+        class_names = data.CLASS_NAMES
     images = torch.as_tensor(images)
     if images.dim() == 4:
         images = images[:, 0]
@@ -429,7 +439,7 @@ def seed_spread(panels, title="results over seeds", ylabel="test accuracy (fract
     (e.g. 0.1 for ten classes) on accuracy panels (or give a dict per panel title). Returns the figure.
     """
     if not panels or any(not groups for groups in panels.values()):
-        raise ValueError("seed_spread needs at least one panel, each with at least one (label, values) group.")
+        raise checks.refuse("seed_spread needs at least one panel, each with at least one (label, values) group")
     most = max(len(groups) for groups in panels.values())
     width = panel_width or max(3.2, 1.15 * most + 1.2)
     fig = _figure((width * len(panels), 3.9))
@@ -478,8 +488,9 @@ def size_staircase(sizes, sides, min_size=None, mark=None, title="map side after
     Returns the figure.
     """
     if not sizes or not sides or any(len(v) != len(sizes) for v in sides.values()):
-        raise ValueError("size_staircase needs input sizes and, per stage, one output side per input size.")
-    fig, ax = plt.subplots(figsize=(8.5, 4.6), constrained_layout=True)
+        raise checks.refuse("size_staircase needs input sizes and, per stage, one output side per input size")
+    fig = _figure((8.5, 4.6))
+    ax = fig.subplots()
     for name, values in sides.items():
         ys = [np.nan if v is None else v for v in values]
         ax.step(sizes, ys, where="post", label=name)
@@ -500,23 +511,17 @@ def size_staircase(sizes, sides, min_size=None, mark=None, title="map side after
     return fig
 
 
-def _check_windows_args(size, out):
-    for name, value in (("size", size), ("out", out)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} {value!r} is not allowed; use a whole number >= 1.")
-
-
 def adaptive_windows_figure(size, out, title=None):
     """The windows adaptive pooling uses to take ``size`` pixels to ``out`` cells, and how often each pixel is
     covered (lesson 04): start = floor(i·size/out), end = ceil((i+1)·size/out). Returns the figure."""
-    from nin_lib import shapes
-    _check_windows_args(size, out)
+    checks.whole_number("size", size, 1)
+    checks.whole_number("out", out, 1)
     windows = shapes.adaptive_windows(size, out)
     cover = np.zeros(size, dtype=int)
     for s, e in windows:
         cover[s:e] += 1
-    fig, (ax, bx) = plt.subplots(2, 1, figsize=(8.5, 1.2 + 0.42 * out + 1.6), sharex=True, constrained_layout=True,
-                                 gridspec_kw={"height_ratios": [max(out, 2), 2]})
+    fig = _figure((8.5, 1.2 + 0.42 * out + 1.6))
+    ax, bx = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [max(out, 2), 2]})
     colors = plt.cm.tab10(np.arange(out) % 10)
     for i, (s, e) in enumerate(windows):
         ax.barh(i, e - s, left=s - 0.5, height=0.7, color=colors[i], alpha=0.55, edgecolor="#333333")
@@ -546,8 +551,8 @@ def class_maps(net, X):
     layers = list(net) if isinstance(net, torch.nn.Sequential) else []
     gap = [i for i, m in enumerate(layers) if isinstance(m, torch.nn.AdaptiveAvgPool2d)]
     if not gap:
-        raise ValueError("class_maps needs an nn.Sequential with an AdaptiveAvgPool2d layer (NiN's global "
-                         "average pooling); this net has none.")
+        raise checks.refuse("class_maps needs an nn.Sequential with an AdaptiveAvgPool2d layer (NiN's global "
+                         "average pooling); this net has none")
     i = gap[-1]
     was_training = net.training
     net.eval()
@@ -574,10 +579,9 @@ def _overlay(ax, image, heat, vmax, alpha=0.55):
 
 def _names(class_names, n):
     if class_names is None:
-        from nin_lib import data
         class_names = data.CLASS_NAMES
     if len(class_names) != n:
-        raise ValueError(f"{len(class_names)} class names for {n} class maps; give one name per class.")
+        raise checks.refuse(f"{len(class_names)} class names for {n} class maps; give one name per class")
     return class_names
 
 
@@ -589,15 +593,14 @@ def confidence_maps_figure(image, maps, logits, label=None, class_names=None, ti
     image = _as_array(image).reshape(_as_array(image).shape[-2:])
     maps, logits = _as_array(maps), _as_array(logits)
     if maps.ndim != 3 or logits.shape != (maps.shape[0],):
-        raise ValueError(f"maps must be (classes, h, w) with one logit per class; got {maps.shape} and {logits.shape}.")
+        raise checks.refuse(f"maps must be (classes, h, w) with one logit per class; got {maps.shape} and {logits.shape}")
     names = _names(class_names, maps.shape[0])
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
+    probs = _softmax(logits)
     pred = int(logits.argmax())
     vmax = float(maps.max()) or 1.0
     ncols = 5
     nrows = -(-maps.shape[0] // ncols)
-    fig = plt.figure(figsize=(3.8 + 2.0 * ncols, 2.6 * nrows + 1.0), constrained_layout=True)
+    fig = _figure((3.8 + 2.0 * ncols, 2.6 * nrows + 1.0))
     grid = fig.add_gridspec(nrows, ncols + 2)
     big = fig.add_subplot(grid[:, :2])
     im = _overlay(big, image, maps[pred], vmax)
@@ -630,12 +633,12 @@ def confidence_overview(images, maps, logits, labels=None, class_names=None, nco
     images, maps, logits = _as_array(images), _as_array(maps), _as_array(logits)
     n = len(images)
     if n == 0 or maps.ndim != 4 or len(maps) != n or logits.shape != maps.shape[:2]:
-        raise ValueError(f"need N images with (N, classes, h, w) maps and (N, classes) logits; got "
-                         f"{images.shape}, {maps.shape} and {logits.shape}.")
+        raise checks.refuse(f"need N images with (N, classes, h, w) maps and (N, classes) logits; got "
+                         f"{images.shape}, {maps.shape} and {logits.shape}")
     names = _names(class_names, maps.shape[1])
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.7 * ncols, 2.95 * nrows + 0.6), squeeze=False,
-                             constrained_layout=True)
+    fig = _figure((2.7 * ncols, 2.95 * nrows + 0.6))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     vmax = float(maps.max()) or 1.0
     im = None
     for k, ax in enumerate(axes.flat):
@@ -643,8 +646,7 @@ def confidence_overview(images, maps, logits, labels=None, class_names=None, nco
             ax.axis("off")
             continue
         pred = int(logits[k].argmax())
-        p = np.exp(logits[k] - logits[k].max())
-        p /= p.sum()
+        p = _softmax(logits[k])
         im = _overlay(ax, images[k].reshape(images[k].shape[-2:]), maps[k, pred], vmax)
         ok = labels is None or int(labels[k]) == pred
         truth = "" if labels is None else f"\ntrue: {names[int(labels[k])]}"

@@ -1,19 +1,30 @@
-"""The command line: the seed's table, and one sentence with exit status 2 for bad arguments."""
+"""The command line: the seed's table, and one sentence with exit status 2 for bad arguments.
+
+Most cases call ``cli.main`` in this process; two run ``python -m nin_lib`` for real (the entry point, the exit
+status a shell sees, no traceback).
+"""
 import subprocess
 import sys
 
 import pytest
 
+from conftest import run_cli as run
 from test_models import SEED_LINES
 
 
-def run(*args):
+def real(*args):
     return subprocess.run([sys.executable, "-m", "nin_lib", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_trace_prints_the_seed_lines():
-    r = run("trace")
+    r = real("trace")
     assert r.returncode == 0 and r.stdout.splitlines() == SEED_LINES
+
+
+def test_a_bad_argument_in_a_real_process_is_exit_2_and_one_line():
+    r = real("trace", "--input-size", "66")
+    assert r.returncode == 2 and "66×66 input is too small for this net" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
 def test_trace_table():

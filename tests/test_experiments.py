@@ -1,25 +1,41 @@
 """Lesson 06's experiments: the grid script (tiny config), its results file, the live run, the plot."""
+import contextlib
+import importlib.util
+import io
 import json
 import math
 import re
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
 
-from nin_lib import experiments, presets, viz
+from nin_lib import experiments, models, presets, records, viz
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "experiments.py"
-COMMITTED = ROOT / "benchmarks" / "experiments_cpu.json"
+COMMITTED = records.PACKAGED / "experiments-cpu.json"
 
 
-def run_script(*args, timeout=300):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+def _script():
+    spec = importlib.util.spec_from_file_location("experiments_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(*args):
+    """benchmarks/experiments.py's main, in this process (its exit status and what it printed)."""
+    out, err, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = _script().main(list(args))
+    finally:
+        torch.set_num_threads(threads)  # --threads sets them for the rest of the process
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def check_results(results, mode, min_seeds=3, whole_experiments=True):
@@ -111,7 +127,7 @@ def test_load_results_rejects_missing_and_foreign_files(tmp_path):
     (("--train-size", "0"), "train_size 0 is not allowed"),
 ])
 def test_bad_arguments_exit_2_with_one_sentence(args, says):
-    r = run_script(*args, timeout=120)
+    r = run_script(*args)
     assert r.returncode == 2
     assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
@@ -119,21 +135,59 @@ def test_bad_arguments_exit_2_with_one_sentence(args, says):
 def test_missing_gpu_is_an_error_not_a_fallback():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    r = run_script("--tiny", "--device", "cuda", timeout=120)
+    r = run_script("--tiny", "--device", "cuda")
     assert r.returncode == 2 and "has no CUDA GPU" in r.stderr
 
 
 def test_nets_of_each_head_give_class_scores():
     p = experiments.recipe("base", width=0.1)
     X = torch.rand(2, 1, 28, 28)
-    for head in experiments.HEADS:
-        net = experiments.build_net(head, p, fc_hidden=32)
+    for head in models.HEADS:
+        net = p.with_overrides(head=head, fc_hidden=32).build_net()
         assert net(X).shape == (2, 10)
-    late = experiments.build_net("late", p)
+    late = p.with_overrides(head="late").build_net()
     convs = [m for m in late[-3] if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [38, 38, 10]  # keep all 38 channels, reduce only at the end
     with pytest.raises(ValueError, match="head 'mlp' is not known"):
-        experiments.build_net("mlp", p)
+        p.with_overrides(head="mlp")
+
+
+def _class_score_layer(net):
+    """The last layer before global average pooling (NiN, late head), or the last layer (FC head)."""
+    layers = list(net)
+    if any(isinstance(m, nn.AdaptiveAvgPool2d) for m in layers):
+        return layers[-3][-1]
+    return layers[-1]
+
+
+@pytest.mark.parametrize("name", experiments.config_names(full=True))
+def test_every_configuration_builds_the_net_its_name_promises(name):
+    settings = experiments.grid_settings("full" if name in experiments.CONFIGS_224 else "tiny")
+    p = experiments.config_preset(name, settings)
+    net = p.build_net(meta=True)
+    kinds = [type(m) for m in net.modules()]
+    assert net(torch.zeros(1, 1, p.image_size(), p.image_size(), device="meta")).shape == (1, 10)
+    label, recipe_name, changes = experiments.CONFIGS.get(name) or experiments.CONFIGS_224[name]
+    base = experiments.recipe(recipe_name, arch=p.arch)
+    assert p.final_relu == base.final_relu  # the recipe's own choice (improved: no ReLU on the class scores)
+    assert isinstance(_class_score_layer(net), nn.ReLU) == (p.final_relu and p.head != "fc"), name
+    assert (nn.Linear in kinds) == (p.head == "fc") and (nn.BatchNorm2d in kinds) == p.batch_norm
+    assert (nn.Dropout in kinds) and all(m.p == p.dropout for m in net.modules() if isinstance(m, nn.Dropout))
+    blocks = [m for m in net if isinstance(m, nn.Sequential)]
+    mlp = [[c.kernel_size for c in b if isinstance(c, nn.Conv2d)][1:] for b in blocks[:3]]  # after the k×k conv
+    assert mlp == [[(p.mlp_kernel, p.mlp_kernel)] * p.num_1x1] * 3, (name, mlp)
+    if name.startswith("improved"):
+        assert not p.final_relu and not isinstance(_class_score_layer(net), nn.ReLU)
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_every_preset_builds_the_net_its_settings_promise(name):
+    p = presets.get_preset(name)
+    net = p.build_net(meta=True)
+    assert isinstance(_class_score_layer(net), nn.ReLU) == p.final_relu
+    assert net[-3][0].out_channels == 10 and isinstance(net[-2], nn.AdaptiveAvgPool2d)
+    assert (nn.BatchNorm2d in [type(m) for m in net.modules()]) == p.batch_norm
+    assert str(p.build_net(meta=True)) == str(models.nin(**p.net_options()))
 
 
 def test_recipes_follow_the_presets():
@@ -183,7 +237,11 @@ def test_seed_spread_plot_shows_every_seed(tiny):
 
 @pytest.mark.skipif(not COMMITTED.exists(), reason="the CPU results are not committed yet")
 def test_committed_cpu_results_are_complete_and_clean():
+    records.verify(COMMITTED)  # written by benchmarks/experiments.py, its sha256 in SHA256SUMS
     results = check_results(experiments.load_results(COMMITTED), "cpu")
+    assert results == experiments.recorded("experiments-cpu")
+    assert results["configs"]["improved"]["preset"]["final_relu"] is False  # the nets the grid trained
+    assert all("final_relu" in c["preset"] and "head" in c["preset"] for c in results["configs"].values())
     assert set(results["configs"]) >= set(experiments.CONFIGS)
     assert results["settings"]["arch"] == 28 and results["settings"]["train_size"] >= 1000
     text = COMMITTED.read_text()
@@ -209,15 +267,36 @@ def test_experiment_panel_trains_on_click_and_keeps_every_run(fmnist):
     widgets = pytest.importorskip("nin_lib.widgets")
     panel = widgets.experiment_panel(fmnist, train_size=64, num_epochs=1)
     assert "No run yet" in panel.view()
-    panel.button.click()
+    panel.train_button.click()  # trains in a background thread
+    assert panel.background.thread is not None
+    panel.wait(timeout=300)
     panel.controls["head"].value = "fc"
-    result = panel.train()
+    assert panel.train() is True
+    result = panel.wait(timeout=300)
     assert len(panel.runs) == 2 and result["parameters"] == panel.runs[1]["parameters"] > panel.runs[0]["parameters"]
     assert panel.view().count("<tr>") == 3 and "test acc" in panel.view()
+    assert panel.background.progress.value == panel.background.progress.max == 2  # 64 images, batch 32, 1 epoch
     panel.controls["lr"].value = -1.0
-    assert panel.train() is None and len(panel.runs) == 2
+    assert panel.train() is False and len(panel.runs) == 2
     assert "Not possible" in panel.view() and "learning rate -1.0 is not allowed" in panel.view()
-    assert not panel.button.disabled
+    assert not panel.train_button.disabled
+
+
+def test_experiment_panel_stop_keeps_what_was_trained(fmnist):
+    widgets = pytest.importorskip("nin_lib.widgets")
+    panel = widgets.experiment_panel(fmnist, train_size=2048, num_epochs=20)
+
+    class StopAfter(presets.train.Callback):
+        def on_batch_end(self, step):
+            if step.global_step == 3:
+                panel.background.stop()
+
+    panel.background.on_batch = lambda step: StopAfter().on_batch_end(step)
+    assert panel.train() is True
+    result = panel.wait(timeout=300)
+    assert result["stopped"].startswith("stopped by request in epoch 1, batch 3/64")
+    assert result["epochs_trained"] == "3 of 64 batches of epoch 1" and len(panel.runs) == 1
+    assert 0 <= result["test_acc"] <= 1
 
 
 def test_the_224_px_path_of_the_gpu_config_runs(tmp_path):

@@ -1,4 +1,4 @@
-"""Importing nin_lib does nothing by itself: no ipywidgets, no network, no seeding, no device probing."""
+"""Importing nin_lib does nothing by itself: no ipywidgets, no network, no seeding, no device probing, no threads set."""
 import subprocess
 import sys
 
@@ -11,15 +11,14 @@ socket.socket.connect = forbidden
 socket.create_connection = forbidden
 torch.cuda.is_available = lambda: (_ for _ in ()).throw(AssertionError("device probed at import"))
 state = torch.get_rng_state().clone()
+threads = torch.get_num_threads()
+torch.set_num_threads = lambda n: (_ for _ in ()).throw(AssertionError("threads set at import"))
 import random; py_state = random.getstate()
 import nin_lib
-from nin_lib import runtime, data, models, shapes
-for name in ("train", "presets", "viz", "d2l"):
-    try:
+for name in nin_lib.LAYERS:
+    if name != "widgets":
         __import__("nin_lib." + name)
-    except ModuleNotFoundError as e:
-        if e.name != "nin_lib." + name:
-            raise
+assert torch.get_num_threads() == threads
 assert torch.equal(state, torch.get_rng_state()), "torch seeded at import"
 assert random.getstate() == py_state, "random seeded at import"
 assert "ipywidgets" not in sys.modules, "ipywidgets imported"

@@ -46,7 +46,7 @@ def test_improved_and_quick_presets():
     assert quick.arch == 28 and quick.batch_norm and quick.width < 1 and quick.image_size() == 28
     for p in (improved, quick):
         assert not p.final_relu
-        assert isinstance(p.build_net()[-3][-1], nn.Identity)  # no ReLU on the class scores
+        assert not isinstance(p.build_net()[-3][-1], nn.ReLU)  # no ReLU on the class scores
 
 
 def test_onecycle_run_builds_a_scheduler_over_all_batches(fmnist):

@@ -4,15 +4,16 @@ and faults (an interrupt, a diverging run, a broken download, no network, out of
 Every bad input must end in one sentence naming the value and what is allowed (library: ValueError;
 command line: exit status 2, one line on stderr, no traceback; widgets: a message in the panel), and
 nothing half-written may be left behind. Every case is recorded, with the items it lost, into
-build/reliability.json; ``python tools/reliability_report.py`` turns that file into the tables and
-totals of docs/RELIABILITY.md, and the last test checks that the document matches this run.
+a temporary file (or ``NIN_RELIABILITY_RECORD``); ``python tools/reliability_report.py`` turns that file into the
+tables and totals of docs/RELIABILITY.md, and the last test checks that the document matches this run.
 All runs are tiny (a 28-px NiN at a quarter of the width, a few hundred images) and on the CPU.
 """
-import concurrent.futures
+import contextlib
 import errno
 import gzip
 import html
 import importlib.util
+import io
 import json
 import math
 import os
@@ -22,21 +23,26 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from nin_lib import d2l, data, models, presets, runtime, train
+from nin_lib import cli, d2l, data, models, presets, runtime, train
 
 W = pytest.importorskip("ipywidgets")
 traitlets = pytest.importorskip("traitlets")
 from nin_lib import widgets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-REPORT = ROOT / "build" / "reliability.json"
+# where the cases are recorded: NIN_RELIABILITY_RECORD (tools/reliability_report.py reads it from there), or a
+# temporary folder, so a test run writes nothing into the repository
+REPORT = Path(os.environ.get("NIN_RELIABILITY_RECORD") or
+              Path(tempfile.mkdtemp(prefix="nin-reliability-")) / "reliability.json")
 DOC = ROOT / "docs" / "RELIABILITY.md"
 
 # a tiny CPU run: 28-px NiN at a quarter of the width, 256 training and 128 test images, 4 batches an epoch
@@ -463,37 +469,19 @@ def test_the_memory_check_reads_the_real_free_memory():
 # ---------------------------------------------------------------------------------------------
 # Bad inputs through the command line (each its own process; run a few at a time)
 
-WRAPPER = r"""
-import json, os, sys
-patch = json.loads(os.environ["NIN_TEST_PATCH"])
-import torch
-from nin_lib import data, train
-if patch.get("no_cuda"):
-    torch.cuda.is_available = lambda: False
-if patch.get("mirrors"):
-    data.mirrors = lambda: patch["mirrors"]
-if patch.get("deny"):
-    real = os.access
-    os.access = lambda p, m, *a, **k: False if str(p).startswith(patch["deny"]) else real(p, m, *a, **k)
-if patch.get("oom_at"):
-    calls, real_autocast = [0], train.autocast
-    def autocast(device, enabled):
-        calls[0] += 1
-        if calls[0] == patch["oom_at"]:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return real_autocast(device, enabled)
-    train.autocast = autocast
-if patch.get("enospc_at"):
-    saves, real_save = [0], torch.save
-    def save(obj, f, *a, **k):
-        saves[0] += 1
-        if saves[0] == patch["enospc_at"]:
-            raise OSError(28, "No space left on device", str(f))
-        return real_save(obj, f, *a, **k)
-    torch.save = save
-from nin_lib.__main__ import main
-sys.exit(main(sys.argv[1:]))
-"""
+def _patch(monkeypatch, patch):
+    """What a command-line case changes in this process before it runs (all undone after the case)."""
+    if patch.get("no_cuda"):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if patch.get("mirrors"):
+        monkeypatch.setattr(data, "mirrors", lambda: patch["mirrors"])
+    if patch.get("deny"):
+        monkeypatch.setattr(os, "access", _deny(Path(patch["deny"]), os.access))
+    if patch.get("oom_at"):
+        _oom_at(monkeypatch, patch["oom_at"])
+    if patch.get("enospc_at"):
+        _fail_save(monkeypatch, patch["enospc_at"])
+
 
 TRAIN = ("train", "--device", "cpu", "--no-progress", "--subset", "128", "--batch-size", "64", "--test-subset", "64")
 
@@ -571,37 +559,38 @@ FAULT_JOBS = {
 
 
 def _job(root, args, extra):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **extra.get("env", {})}
-    if extra.get("patch"):
-        env["NIN_TEST_PATCH"] = json.dumps(extra["patch"])
-        command = [sys.executable, "-c", WRAPPER, *args, *extra.get("args", ())]
-    else:
-        command = [sys.executable, "-m", "nin_lib", *args, *extra.get("args", ())]
+    """Run ``python -m nin_lib`` in this process (``cli.main``) in folder ``root``: its exit status, what it printed,
+    and the files before and after."""
     before = snapshot(root)
-    if extra.get("lock"):
-        extra["lock"].chmod(0)
-    try:
-        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    finally:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for name, value in extra.get("env", {}).items():
+            mp.setenv(name, value)
+        _patch(mp, extra.get("patch", {}))
         if extra.get("lock"):
-            extra["lock"].chmod(0o755)
-    return result, before, snapshot(root)
+            extra["lock"].chmod(0)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = cli.main([*args, *extra.get("args", ())])
+        finally:
+            if extra.get("lock"):
+                extra["lock"].chmod(0o755)
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue()), before, snapshot(root)
 
 
 @pytest.fixture(scope="module")
 def cli_results(tmp_path_factory, checkpoint_bytes):
-    """Run every command-line case (and the two simulated faults), three processes at a time."""
-    jobs = {}
+    """Run every command-line case (and the two simulated faults), one after the other in this process."""
+    results = {}
     for case_id, (key, args, setup, _) in zip(CLI_IDS, CLI):
         root = tmp_path_factory.mktemp(f"cli-{case_id}")
         extra = setup(root, checkpoint_bytes) if setup else {}
-        jobs[case_id] = (root, args, extra)
+        results[case_id] = (root, *_job(root, args, extra))
     for key, (args, patch) in FAULT_JOBS.items():
         root = tmp_path_factory.mktemp(f"cli-fault-{key}")
-        jobs[f"fault-{key}"] = (root, args, {"patch": patch})
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {case_id: pool.submit(_job, *job) for case_id, job in jobs.items()}
-        return {case_id: (jobs[case_id][0], *future.result()) for case_id, future in futures.items()}
+        results[f"fault-{key}"] = (root, *_job(root, args, {"patch": patch}))
+    return results
 
 
 @pytest.mark.parametrize("case_id, key, args, says", [(i, k, a, s) for i, (k, a, _, s) in zip(CLI_IDS, CLI)],
@@ -676,7 +665,7 @@ def _experiment(fm, **values):
     panel = widgets.experiment_panel(fm)
     for name, value in values.items():
         panel.controls[name].value = value
-    assert panel.train() is None and panel.runs == []
+    assert panel.train() is False and panel.runs == []
     assert "Not possible" in panel.message
     return html.unescape(re.sub(r"<[^>]+>", "", panel.message)).replace("Not possible:", "").strip()
 

@@ -1,8 +1,6 @@
 """The trainer (lesson 05): fit learns, resumes exactly, stops safely on NaN, Stop and Ctrl-C; the CLI."""
 import json
 import math
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -216,8 +214,7 @@ def test_history_round_trips_through_json(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # The command line
 
-def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "nin_lib", *args], capture_output=True, text=True, timeout=timeout)
+from conftest import run_cli as cli  # noqa: E402
 
 
 def test_cli_train_writes_history_and_curves(tmp_path):

@@ -1,6 +1,6 @@
 """Write the tables and totals of docs/RELIABILITY.md from the cases tests/test_reliability.py recorded.
 
-    python -m pytest tests/test_reliability.py     # records every case into build/reliability.json
+    NIN_RELIABILITY_RECORD=build/reliability.json python -m pytest tests/test_reliability.py   # records every case
     python tools/reliability_report.py             # rewrites the part of docs/RELIABILITY.md between the markers
     python tools/reliability_report.py --check     # exit 1 if the document's totals or rows are stale
 
@@ -8,12 +8,13 @@ Only the block between ``START`` and ``END`` is written; the rest of the documen
 """
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RECORD = ROOT / "build" / "reliability.json"
+RECORD = Path(os.environ.get("NIN_RELIABILITY_RECORD") or ROOT / "build" / "reliability.json")
 DOC = ROOT / "docs" / "RELIABILITY.md"
 START = "<!-- reliability:start (written by tools/reliability_report.py from build/reliability.json) -->"
 END = "<!-- reliability:end -->"
@@ -129,7 +130,7 @@ def stale(text, cases):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/RELIABILITY.md is stale")
-    parser.add_argument("--record", default=str(RECORD), help="the recorded cases (default build/reliability.json)")
+    parser.add_argument("--record", default=str(RECORD), help="the recorded cases (default: NIN_RELIABILITY_RECORD, else build/reliability.json)")
     args = parser.parse_args(argv)
     if not Path(args.record).is_file():
         print(f"error: {args.record} does not exist; run python -m pytest tests/test_reliability.py first.",

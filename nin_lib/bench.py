@@ -1,9 +1,11 @@
-"""Benchmark (lesson 05): the d2l-style input pipeline and loop against nin_lib's ``fit``, same recipe.
+"""The benchmarks' engine (lesson 05): the d2l-style input pipeline and loop against nin_lib's ``fit``, same recipe.
 
-    python benchmarks/bench.py pipeline --steps 20 --device cpu --json out.json
-    python benchmarks/bench.py preset --preset improved --seeds 0 1 2 --device cuda --json out.json
-    python -m nin_lib bench --steps 20                   (the same, through the command line;
-                                                          the mode defaults to pipeline)
+    python -m nin_lib bench pipeline --steps 20 --device cpu --json out.json
+    python -m nin_lib bench preset --preset improved --seeds 0 1 2 --device cuda --json out.json
+    python -m nin_lib bench --steps 20                   (the mode defaults to pipeline)
+
+It is part of the package, so it runs wherever nin_lib is installed; the scripts under ``benchmarks/``
+call it and record what it measures.
 
 pipeline: in one process on one machine, time end to end (data loading included) the seed's way
     (torchvision FashionMNIST + Resize(224) + ToTensor + DataLoader with 4 workers, fp32, plain SGD
@@ -17,42 +19,19 @@ preset: train a named preset (``d2l``, ``improved``, ``quick``) for its full epo
 grid: one preset with several sets of overrides (tuning; a JSON list of dicts).
 profile: torch.profiler over a few training steps of a preset: which kernels take the time.
 """
-import datetime
+import argparse
+import io
 import json
 import math
-import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository's nin_lib importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from nin_lib import data, models, presets, runtime, train  # noqa: E402
-from nin_lib.cli import Parser as _Parser, UsageError, whole_number  # noqa: E402
-
-
-# ---------------------------------------------------------------------------------------------
-# What machine
-
-def machine():
-    """A description of where the numbers come from (device, versions, CPU count, date)."""
-    info = {"date": datetime.date.today().isoformat(), "python": platform.python_version(),
-            "torch": torch.__version__, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from . import checks, d2l, data, models, presets, runtime, train, viz
+from .runtime import machine, sync as _sync
 
 
 def _warm_device(device):
@@ -184,12 +163,43 @@ def nin_fit(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1,
     return result
 
 
+def bench_ch6(num_steps=None, *, device=None, batch_size=128, resize=224, lr=0.1, num_epochs=10, seed=0,
+              test_subset=None):
+    """Time the book's path on the seed's recipe (lesson 00): the chapter's
+    ``load_data_fashion_mnist(128, resize=224)`` then ``train_ch6(net, ..., 10, 0.1, device)``.
+
+    The net is ``models.nin()`` (the chapter's net, module for module); nothing is cut (no fast mode,
+    no CPU sizing) and no plot is shown. ``num_steps`` stops after that many batches (None: all
+    ``num_epochs`` epochs); ``device`` None means ``try_gpu()``, as in the chapter. Returns a dict: seconds (wall, reading the data files included),
+    load_seconds, train_seconds, images, images_per_s (the closing line's number), epochs, loss,
+    train_acc, test_acc, device and the printed lines. ``test_subset`` evaluates on that many test images only.
+    """
+    runtime.seed_everything(seed)
+    device = d2l.try_gpu() if device is None else runtime.pick_device(device)
+    start = time.perf_counter()
+    train_iter, test_iter = d2l.load_data_fashion_mnist(batch_size, resize=resize)
+    if test_subset is not None:  # a short timing run need not wait for a full test pass
+        test_iter = test_iter.subset(test_subset)
+    load_seconds = time.perf_counter() - start
+    if num_steps is not None:
+        num_epochs = math.ceil(num_steps / len(train_iter))
+    out = io.StringIO()
+    history = d2l.fit_ch6(models.nin(), train_iter, test_iter, num_epochs, lr, device, shrink=False,
+                      curves=viz.LiveCurves(show=False), max_steps=num_steps, file=out)
+    seconds = time.perf_counter() - start
+    train_seconds = sum(e.get("train_seconds") or 0.0 for e in history.epochs)
+    last = history.last or {}
+    return {"seconds": seconds, "load_seconds": load_seconds, "train_seconds": train_seconds, "images": history.images,
+            "images_per_s": history.images_per_s, "epochs": len(history), "loss": last.get("loss"),
+            "train_acc": last.get("train_acc"), "test_acc": history.final_test_acc,
+            "device": runtime.describe_device(device), "lines": out.getvalue().splitlines()}
+
+
 def book_path(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1, warmup=10, seed=0):
     """Time the chapter's own cells served by ``nin_lib.d2l`` (issue 8's path) on the same recipe."""
-    from nin_lib import d2l
     _warm_device(device)
     # in --steps mode fit skips the test pass; the book's train_ch6 always evaluates, so give it one batch
-    r = d2l.bench_ch6(steps, device=str(device), batch_size=batch_size, resize=resize, lr=lr,
+    r = bench_ch6(steps, device=str(device), batch_size=batch_size, resize=resize, lr=lr,
                       num_epochs=epochs, seed=seed, test_subset=batch_size if steps is not None else None)
     return {"name": "nin_lib.d2l", "seconds": r["seconds"], "images": r["images"],
             "images_per_s": r["images"] / r["seconds"], "train_images_per_s": r["images_per_s"],
@@ -216,7 +226,7 @@ def pipeline(args, device):
         _say("nin_lib fit with torch.compile ...")
         results.append(nin_fit(device, compile=True, name="fit+compile", **common))
         _say(_line(results[-1]))
-    out = {"mode": "pipeline", "device": runtime.describe_device(device), "machine": machine(),
+    out = {"mode": "pipeline", "device": runtime.describe_device(device), "machine": machine(device),
            "recipe": {"net": "models.nin() (the seed's NiN), Xavier-uniform init", "optimizer": "SGD",
                       "lr": args.lr, "batch_size": args.batch_size, "resize": args.resize},
            "steps": args.steps, "epochs": None if args.steps else args.epochs, "warmup": args.warmup,
@@ -262,7 +272,7 @@ def preset_runs(args, device):
         runs.append({"seed": seed, "seconds": seconds, "test_acc": history.final_test_acc,
                      "train_acc": history.last["train_acc"] if history.last else None,
                      "stopped": history.stopped, "reason": history.reason,
-                     "images_per_s": train._mean_rate(history.epochs),
+                     "images_per_s": history.images_per_s,
                      "epochs": [{k: e.get(k) for k in ("epoch", "loss", "train_acc", "test_acc", "seconds",
                                                        "images_per_s")} for e in history.epochs]})
         _say(f"  {preset.name} seed {seed}: test acc {_fmt(history.final_test_acc)} after "
@@ -275,7 +285,7 @@ def preset_runs(args, device):
     _say(f"{args.preset}: test acc mean {_fmt(summary['test_acc_mean'])} ± {summary['test_acc_std']:.3f} "
          f"over {len(accs)} seed(s), {summary['seconds_mean']:.1f} s per run")
     return {"mode": "preset", "preset": presets.get_preset(args.preset).to_dict(), "device": runtime.describe_device(device),
-            "machine": machine(), "runs": runs, "summary": summary}
+            "machine": machine(device), "runs": runs, "summary": summary}
 
 
 def grid_runs(args, device):
@@ -283,9 +293,9 @@ def grid_runs(args, device):
     try:
         configs = json.loads(Path(args.configs).read_text() if Path(args.configs).is_file() else args.configs)
     except (OSError, ValueError):
-        raise ValueError(f"--configs {args.configs!r} is neither a JSON list of dicts nor a file holding one.") from None
+        raise checks.refuse(f"--configs {args.configs!r} is neither a JSON list of dicts nor a file holding one") from None
     if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
-        raise ValueError("--configs must be a JSON list of dicts of preset overrides, e.g. '[{\"width\": 0.25}]'.")
+        raise checks.refuse("--configs must be a JSON list of dicts of preset overrides, e.g. '[{\"width\": 0.25}]'")
     fmnist = data.load_fashion_mnist()
     rows = []
     for config in configs:
@@ -298,7 +308,7 @@ def grid_runs(args, device):
             _say(f"  {json.dumps(config)} seed {seed}: test acc {_fmt(history.final_test_acc)} "
                  f"({images:,} training images, {seconds:.1f} s)")
     return {"mode": "grid", "preset": args.preset, "device": runtime.describe_device(device),
-            "machine": machine(), "runs": rows}
+            "machine": machine(device), "runs": rows}
 
 
 def profile_run(args, device):
@@ -316,7 +326,7 @@ def profile_run(args, device):
     table = prof.key_averages().table(sort_by=key, row_limit=args.rows, max_name_column_width=60)
     _say(table)
     return {"mode": "profile", "preset": args.preset, "device": runtime.describe_device(device),
-            "machine": machine(), "steps": args.steps, "table": table}
+            "machine": machine(device), "steps": args.steps, "table": table}
 
 
 def _fmt(x):
@@ -330,12 +340,13 @@ def _say(text):
 # ---------------------------------------------------------------------------------------------
 # Command line
 
-_positive = whole_number(1)
-_nonneg = whole_number(0)
+_positive = checks.whole_number_text(1)
+_nonneg = checks.whole_number_text(0)
 
 
-def build_parser(parser_class=_Parser):
-    parser = parser_class(prog="bench", description=__doc__.split("\n")[0])
+def build_parser(parser_class=argparse.ArgumentParser):
+    """The bench command line (``python -m nin_lib bench``); ``parser_class`` is the command line's own parser."""
+    parser = parser_class(prog="python -m nin_lib bench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="mode", parser_class=parser_class)
     sub.required = True
     p = sub.add_parser("pipeline", help="d2l-style pipeline against fit, same recipe")
@@ -371,12 +382,12 @@ def build_parser(parser_class=_Parser):
     return parser
 
 
-def main(argv=None, parser_class=_Parser):
+def main(argv, parser_class=argparse.ArgumentParser):
     """Run the benchmark; returns the exit status (bad arguments raise the parser's usage error).
 
     Without a mode, ``pipeline`` is meant: ``bench --steps 200`` is ``bench pipeline --steps 200``.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = list(argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "pipeline")
     args = build_parser(parser_class).parse_args(argv)
@@ -395,16 +406,3 @@ def main(argv=None, parser_class=_Parser):
         path.write_text(json.dumps(out, indent=2) + "\n")
         _say(f"wrote {path}")
     return 0
-
-
-def cli(argv=None):
-    """Script entry: bad arguments or values end with exit status 2 and one sentence."""
-    try:
-        return main(argv)
-    except (UsageError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(cli())
