@@ -575,8 +575,9 @@ class _Trainer:
     """The pieces of one ``fit`` run and the steps of its epochs (read ``fit`` first)."""
 
     def __init__(self, net, model, optimizer, scheduler, loss, device, use_amp, cl, check_every, max_steps, stop,
-                 callbacks, num_batches, history, progress, num_epochs):
+                 callbacks, num_batches, history, progress, num_epochs, grad_clip=None):
         self.net, self.model, self.optimizer, self.scheduler, self.loss = net, model, optimizer, scheduler, loss
+        self.grad_clip = grad_clip
         self.device, self.use_amp, self.cl, self.check_every = device, use_amp, cl, check_every
         self.max_steps, self.stop, self.callbacks, self.num_batches = max_steps, stop, callbacks, num_batches
         self.history, self.num_epochs = history, num_epochs
@@ -653,6 +654,8 @@ class _Trainer:
             y_hat = self.model(X)
             loss = self.loss(y_hat, y)
         loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -691,7 +694,7 @@ class _Trainer:
 def fit(net, train_iter, test_iter=None, *, num_epochs, lr=None, optimizer=None, scheduler=None,
         loss=None, device=None, callbacks=(), checkpoint=None, resume=False, stop=None, progress=True,
         amp="auto", channels_last="auto", compile=False, max_steps=None, check_every=None, meta=None,
-        verbose=True, threads=None):
+        verbose=True, threads=None, grad_clip=None):
     """Train ``net`` (lesson 05; d2l's ``train_ch6`` made fast and safe) and return a ``History``.
 
     net, train_iter, test_iter: the model and iterables of ``(X, y)`` (``data.Batches``; a
@@ -714,9 +717,13 @@ def fit(net, train_iter, test_iter=None, *, num_epochs, lr=None, optimizer=None,
         where each check waits for the GPU).
     meta: a dict stored in the history and the checkpoint (e.g. the preset).
     threads: torch CPU threads for a run on the CPU (default: what the CPU quota allows).
+    grad_clip: after each backward pass, scale the gradients down so that their total norm is at most this
+        (d2l's ``gradient_clip_val``); None leaves them as they are.
     """
     checks.whole_number("num_epochs", num_epochs, 1)
     checks.whole_number("max_steps", max_steps, 1, none=True)
+    if grad_clip is not None:
+        checks.number("grad_clip", grad_clip, 0, low_open=True, example=1.0)
     if (lr is None) == (optimizer is None):
         raise checks.refuse("give fit either lr (plain SGD, as in the book) or an optimizer, not both and not neither")
     if lr is not None:
@@ -735,7 +742,7 @@ def fit(net, train_iter, test_iter=None, *, num_epochs, lr=None, optimizer=None,
         run = _Trainer(net, torch.compile(net) if compile else net, optimizer, scheduler,
                        loss if loss is not None else nn.CrossEntropyLoss(), device, use_amp, cl,
                        check_every or (1 if device.type == "cpu" else 50), max_steps, stop,
-                       _Callbacks(callbacks), _num_batches(train_iter), history, progress, num_epochs)
+                       _Callbacks(callbacks), _num_batches(train_iter), history, progress, num_epochs, grad_clip)
         start_epoch = _resume(run, checkpoint, verbose) if resume else 0
         _check_schedule_length(scheduler, num_epochs, run.num_batches, start_epoch)
         run.callbacks("on_train_begin", {"num_epochs": num_epochs, "start_epoch": start_epoch,

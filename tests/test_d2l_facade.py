@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nin_lib import bench, d2l, models, presets, shapes, train, viz
+from nin_lib import bench, d2l, data, models, presets, shapes, train, viz
 
 LOSS_LINE = re.compile(r"^loss \d+\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{3}$")
 SPEED_LINE = re.compile(r"^\d+\.\d examples/sec on cpu$")
@@ -128,7 +128,7 @@ def test_subset_keeps_order_and_settings(iters28, fmnist):
     small = iters28[1].subset(300)
     assert small.num_examples == 300 and small.batch_size == 300 and not small.shuffle
     y = torch.cat([y for _, y in small])
-    assert torch.equal(y, fmnist.test_labels[d2l.data.subset_indices(10000, 300, d2l.SUBSET_SEED)])
+    assert torch.equal(y, fmnist.test_labels[data.subset_indices(10000, 300, d2l.SUBSET_SEED)])
     assert iters28[0].subset(2000).shuffle and iters28[0].subset(2000).batch_size == 1000
 
 
