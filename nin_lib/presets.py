@@ -280,9 +280,9 @@ PRESETS = {
     "quick": Preset(
         name="quick",
         description="a 28-px NiN at a quarter of the width with one 1×1 conv per block, BatchNorm and a "
-                    "one-cycle schedule, one epoch: about 0.90 test accuracy in about a minute on a 2-core CPU",
+                    "one-cycle schedule, one epoch over the 60,000 images: sized to train usefully on a CPU",
         arch=28, width=0.25, batch_norm=True, dropout=0.0, num_1x1=1, final_relu=False, init="default",
-        lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
+        lr=0.12, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.15,
         batch_size=64, num_epochs=1, resize=None, flip=False, eval_batch_size=100),
 }
 

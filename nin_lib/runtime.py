@@ -46,7 +46,7 @@ def _read(path):
         return None
 
 
-def _cgroup_dirs(controller, root=CGROUP_ROOT, proc=PROC_CGROUP):
+def _cgroup_dirs(controller, root=None, proc=None):
     """The folders that may hold this process's limits for one controller ('cpu' or 'memory'), own group first.
 
     cgroup v2 keeps every controller in one tree (``0::/path``); v1 mounts one tree per controller
@@ -54,8 +54,8 @@ def _cgroup_dirs(controller, root=CGROUP_ROOT, proc=PROC_CGROUP):
     the root of the tree; a process in a group of its own sees the group's path. Parents count too: the
     tightest limit on the way up is the one that holds.
     """
-    root = Path(root)
-    text = _read(proc) or ""
+    root = Path(root or CGROUP_ROOT)
+    text = _read(proc or PROC_CGROUP) or ""
     found = []
     for line in text.splitlines():
         parts = line.split(":", 2)
@@ -80,7 +80,7 @@ def _cgroup_dirs(controller, root=CGROUP_ROOT, proc=PROC_CGROUP):
     return found
 
 
-def cpu_quota(root=CGROUP_ROOT, proc=PROC_CGROUP):
+def cpu_quota(root=None, proc=None):
     """The cgroup CPU quota in CPUs (e.g. 1.0 on a Binder pod), or None where there is none.
 
     cgroup v2: ``cpu.max`` ("max 100000" or "100000 100000"); v1: ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``.
@@ -99,17 +99,17 @@ def cpu_quota(root=CGROUP_ROOT, proc=PROC_CGROUP):
     return min(quotas) if quotas else None
 
 
-def cpu_limit(root=CGROUP_ROOT, proc=PROC_CGROUP):
+def cpu_limit(root=None, proc=None):
     """How many CPU threads this process can really use, and why: ``(n, reason)``.
 
     The smallest of the CPUs it may run on (``os.sched_getaffinity``), the cgroup CPU quota rounded up
     and the host's cores; the reason names the one that limits, e.g. ``(1, 'CPU quota 1.0')``.
     """
     cores = os.cpu_count() or 1
-    options = [(cores, f"{cores} cores")]
+    options = [(cores, f"{cores} core{'s' if cores != 1 else ''}")]
     if hasattr(os, "sched_getaffinity"):
         allowed = len(os.sched_getaffinity(0))
-        options.append((allowed, f"{allowed} CPUs allowed"))
+        options.append((allowed, f"{allowed} CPU{'s' if allowed != 1 else ''} allowed"))
     quota = cpu_quota(root, proc)
     if quota is not None:
         options.append((max(1, math.ceil(quota - 1e-9)), f"CPU quota {quota:g}"))
@@ -237,7 +237,7 @@ def sync(device):
 # ---------------------------------------------------------------------------------------------
 # Memory
 
-def _cgroup_memory(root=CGROUP_ROOT, proc=PROC_CGROUP):
+def _cgroup_memory(root=None, proc=None):
     """(limit, usage) in bytes of the tightest cgroup memory limit above this process, or None."""
     best = None
     for folder in _cgroup_dirs("memory", root, proc):

@@ -11,7 +11,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 from IPython.display import HTML, display
 
-from . import experiments, models, presets, runtime, shapes, train, viz
+from . import experiments, presets, runtime, shapes, train, viz
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,14 +326,15 @@ class TrainingPanel:
     goes. Afterwards ``panel.net`` is the trained net and ``panel.history`` its ``train.History``.
 
     The values a preset fills in always train to a net that has learned: with few training images the
-    epochs go up so that the run has at least ``MIN_STEPS`` steps. Bad settings (a batch size of 0, an image
+    epochs go up so that the run has at least ``MIN_STEPS`` steps, and each epoch's test pass uses as many test
+    images as there are training images (``test_subset='auto'``). Bad settings (a batch size of 0, an image
     too small for the net, a missing device, a run too slow or too big for this machine) are shown in the
     panel as one sentence; nothing is started then.
     """
 
     SUBSETS = (("1,000", 1000), ("5,000", 5000), ("10,000", 10000), ("30,000", 30000), ("all 60,000", None))
 
-    def __init__(self, fmnist, *, preset="quick", device="auto", subset=10000, test_subset=None,
+    def __init__(self, fmnist, *, preset="quick", device="auto", subset=10000, test_subset="auto",
                  redraw_seconds=1.0):
         self.fmnist, self.test_subset = fmnist, test_subset
         self.net, self.history, self.run, self.error = None, None, None, None
@@ -406,7 +407,15 @@ class TrainingPanel:
                        batch_norm=bool(v["batch_norm"]),
                        resize=None if base.resize is None and v["resize"] == 28 else v["resize"])
         return base.with_overrides(**changes, nesterov=base.nesterov and changes["momentum"] > 0, device=v["device"],
-                                   subset=v["subset"], test_subset=self.test_subset)
+                                   subset=v["subset"], test_subset=self._test_subset(v["subset"]))
+
+    def _test_subset(self, subset):
+        """The test images each epoch's test pass uses: as many as the training images (at least 1,000, at most all
+        10,000) unless the panel was given a number, so that a small run is not mostly test passes."""
+        if self.test_subset != "auto":
+            return self.test_subset
+        total = len(self.fmnist.test_labels)
+        return None if subset is None or subset >= total else max(min(1000, total), subset)
 
     def check(self, p):
         """Raise ValueError if ``p`` cannot run here: a missing device, too little memory, or on a CPU a run

@@ -1,5 +1,6 @@
 """The launch header (badges + Colab setup cell) of every lesson, and the README's launch block, are current."""
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -133,7 +134,9 @@ def test_setup_cell_does_nothing_off_colab(capsys):
     assert capsys.readouterr() == ("", "")
 
 
-def test_setup_cell_on_colab_installs_and_enables_widgets(monkeypatch):
+def on_colab(monkeypatch, returncode, stderr=""):
+    """Pretend to be on Colab with a pip that exits with ``returncode``: the list of what the cell did."""
+    import importlib.metadata
     import subprocess
     import types
 
@@ -142,10 +145,46 @@ def test_setup_cell_on_colab_installs_and_enables_widgets(monkeypatch):
     colab.output = types.SimpleNamespace(enable_custom_widget_manager=lambda: calls.append("widgets"))
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
-    monkeypatch.setattr(subprocess, "run", lambda args, check: calls.append(args))
+
+    def pip(args, **kwargs):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, returncode, "", stderr)
+
+    monkeypatch.setattr(subprocess, "run", pip)
+    monkeypatch.setattr(importlib.metadata, "version", {nh.DISTRIBUTION: "9.9.9"}.__getitem__)
+    return calls
+
+
+SOURCE = "git+https://github.com/o/r.git"
+
+
+def test_setup_cell_on_colab_installs_says_what_and_enables_widgets(monkeypatch, capsys):
+    calls = on_colab(monkeypatch, 0)
     exec(compile(nh.setup_source("https://github.com/o/r"), "<setup>", "exec"), {})
-    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "git+https://github.com/o/r.git"],
-                     "widgets"]
+    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", SOURCE], "widgets"]
+    assert capsys.readouterr() == (f"nin_lib 9.9.9 installed from {SOURCE}\n", "")
+
+
+def test_setup_cell_on_colab_explains_a_failed_install_in_one_sentence(monkeypatch, capsys):
+    why = "fatal: unable to access 'https://github.com/o/r.git/': Could not resolve host: github.com"
+    calls = on_colab(monkeypatch, 1, f"  error: subprocess-exited-with-error\n{why}\n")
+    exec(compile(nh.setup_source("https://github.com/o/r"), "<setup>", "exec"), {})  # no traceback
+    assert calls[-1] == "widgets"
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.endswith(".\n")
+    assert err.startswith(f"nin_lib was not installed from {SOURCE} ({why}): check that this runtime is online")
+    assert "[project.urls] Repository in pyproject.toml" in err and "python tools/notebook_header.py" in err
+
+
+def test_setup_cell_reports_the_version_of_this_project():
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    name = re.search(r'^\[project\]\s*\n(?:.*\n)*?name\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
+    assert nh.DISTRIBUTION == name
+
+
+def test_setup_cell_runs_on_colab_pythons():
+    import ast
+    ast.parse(nh.setup_source("https://github.com/o/r"), feature_version=(3, 9))  # no 3.12-only f-strings
 
 
 def test_readme_block(tmp_path):

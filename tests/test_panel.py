@@ -47,8 +47,8 @@ def test_train_click_trains_in_the_background(fmnist):
 
 def test_stop_click_ends_the_run_and_keeps_net_and_history(fmnist):
     panel = tiny_panel(fmnist)
+    panel.controls["subset"].value = 5000  # (a new number of images refills the preset's epochs)
     panel.controls["num_epochs"].value = 40
-    panel.controls["subset"].value = 5000
     panel.train_button.click()
     deadline = time.time() + 120
     while panel.progress.value < 3 and time.time() < deadline:
@@ -82,3 +82,29 @@ def test_importing_the_library_does_not_import_ipywidgets():
             "print('ipywidgets' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "False"
+
+
+def test_the_smallest_choice_of_images_still_trains_a_net_that_learned(fmnist):
+    panel = widgets.training_panel(fmnist, preset="quick", device="cpu", subset=1000)
+    epochs, batch = panel.controls["num_epochs"].value, panel.controls["batch_size"].value
+    assert epochs * -(-1000 // batch) >= widgets.MIN_STEPS  # the epochs go up so that the run has enough steps
+    assert panel.settings().test_subset == 1000  # each epoch's test pass as large as the training set
+    assert panel.train() is True
+    history = panel.wait(timeout=600)
+    assert not history.stopped and history.final_test_acc >= 0.6, history.summary()
+
+
+def test_a_run_far_too_slow_for_this_cpu_is_refused_with_the_estimate(fmnist):
+    panel = widgets.training_panel(fmnist, preset="d2l", device="cpu", subset=10000)
+    assert panel.train() is False and panel.thread is None
+    assert "on this CPU the d2l preset's net trains at about" in panel.error
+    assert "choose fewer images or epochs, the quick preset, or a GPU" in panel.error
+
+
+def test_after_a_stop_the_summary_says_what_was_trained(fmnist):
+    panel = tiny_panel(fmnist)
+    panel.background.on_batch = lambda step: panel.stop() if step.global_step == 3 else None
+    assert panel.train() is True
+    history = panel.wait(timeout=300)
+    assert history.reason.startswith("stopped by request in epoch 1, batch 3/10")
+    assert "3 of 10 batches of epoch 1" in panel.status.value

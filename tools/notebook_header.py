@@ -27,6 +27,7 @@ BADGES_ID = "nin-header-badges"
 SETUP_ID = "nin-header-colab"
 README_START = "<!-- nin-launch:start (written by tools/notebook_header.py) -->"
 README_END = "<!-- nin-launch:end -->"
+DISTRIBUTION = "nin-notebooks"  # [project] name in pyproject.toml: what the Colab cell reports the version of
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BINDER_BADGE = "https://mybinder.org/badge_logo.svg"
 
@@ -100,16 +101,26 @@ def badges(url, notebook):
 # ----------------------------------------------------------------------------- notebook header
 
 def setup_source(url):
-    """The Colab setup cell: installs nin_lib from the repository and turns widgets on, only on Colab."""
+    """The Colab setup cell: installs nin_lib from the repository, says what it installed, turns on widgets."""
     return "\n".join([
         "# Colab setup: on Google Colab, install nin_lib from the repository and turn on widgets.",
         "# Everywhere else (JupyterLab, Binder, your machine) this cell does nothing.",
         "import sys",
         "if 'google.colab' in sys.modules:",
-        "    import importlib, subprocess",
+        "    import importlib, importlib.metadata, subprocess",
+        f"    source = 'git+{url}.git'",
         "    # --no-deps: Colab already has torch, torchvision, numpy, matplotlib, tqdm and ipywidgets",
-        f"    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', 'git+{url}.git'], check=True)",
+        "    pip = subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', source],",
+        "                         capture_output=True, text=True)",
         "    importlib.invalidate_caches()",
+        "    if pip.returncode == 0:",
+        f"        version = importlib.metadata.version({DISTRIBUTION!r})",
+        "        print(f'nin_lib {version} installed from {source}')",
+        "    else:",
+        "        reason = (pip.stderr.strip() or pip.stdout.strip() or 'no message from pip').splitlines()[-1]",
+        "        print(f'nin_lib was not installed from {source} ({reason}): check that this runtime is online, '",
+        "              'or, in a fork, set [project.urls] Repository in pyproject.toml to the fork, '",
+        "              'run python tools/notebook_header.py and push.', file=sys.stderr)",
         "    from google.colab import output",
         "    output.enable_custom_widget_manager()",
     ])
