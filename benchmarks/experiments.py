@@ -7,11 +7,12 @@ date and this command (``nin_lib.experiments`` holds the logic; lesson 06 reads 
 
     python benchmarks/experiments.py --tiny --out runs/experiments_tiny.json   # seconds (tests, CI)
     python benchmarks/experiments.py --threads 1
-        # the CPU grid: 28-px NiN, 9 configurations x 3 seeds, about 20-25 min on a 2-core machine;
+        # the CPU grid: 28-px NiN, 10 configurations x 3 seeds, about 40 min on a 2-core machine;
         # written as the record nin_lib/recorded/experiments-cpu.json (the lesson reads it from the package)
     python benchmarks/experiments.py --device cuda --full --out "$OUT/experiments-gpu.json"
-        # GPU: the seed's 224-px recipe (preset d2l) and the improved preset, 3 seeds each, 10 epochs on
-        # the whole training set, tested on the whole test set. Without --full, --device cuda runs the 28-px grid.
+        # GPU: the 224-px configurations (CONFIGS_224: the seed's recipe, the improved preset and lesson 06's
+        # questions at the chapter's size) over the seeds; --only picks some, --epochs and --train-size size them
+        # to the time there is (benchmarks/gpu_run.sh does). Without --full, --device cuda runs the 28-px grid.
 
 Data: NIN_DATA_DIR. The file is rewritten after every run (``complete`` stays false until the end),
 so a run cut short by a time limit keeps what it measured; its sha256 goes into the SHA256SUMS beside it.
@@ -30,7 +31,7 @@ def build_parser():
     size = p.add_mutually_exclusive_group()
     size.add_argument("--tiny", action="store_true", help="a grid that runs in seconds (tests)")
     size.add_argument("--full", action="store_true",
-                      help="run the seed's 224-px recipes (d2l-224, improved-224) over the seeds (for a GPU)")
+                      help="run the 224-px configurations (the seed's recipe, improved, lesson 06's questions) (for a GPU)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     p.add_argument("--out", default=None, help="the JSON file to write (default: the package's record "
                    "experiments-cpu.json on a CPU, experiments-gpu.json on a GPU, runs/experiments_tiny.json with --tiny)")

@@ -196,7 +196,7 @@ def bench_ch6(num_steps=None, *, device=None, batch_size=128, resize=224, lr=0.1
 
 
 def book_path(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1, warmup=10, seed=0):
-    """Time the chapter's own cells served by ``nin_lib.d2l`` (issue 8's path) on the same recipe."""
+    """Time the chapter's own cells served by ``nin_lib.d2l`` (lesson 00's path) on the same recipe."""
     _warm_device(device)
     # in --steps mode fit skips the test pass; the book's train_ch6 always evaluates, so give it one batch
     r = bench_ch6(steps, device=str(device), batch_size=batch_size, resize=resize, lr=lr,

@@ -1,4 +1,4 @@
-"""The command line: ``python -m nin_lib trace | train | bench`` (see ``--help``).
+"""The command line: ``python -m nin_lib trace | train | bench | records`` (see ``--help``).
 
 Bad arguments end with exit status 2 and one sentence on standard error, never argparse's usage dump or a
 traceback; the scripts under ``benchmarks/`` use the same ``Parser``.
@@ -139,11 +139,68 @@ def _add_bench(sub):
     p.set_defaults(func=cmd_bench)
 
 
+# ---------------------------------------------------------------------------------------------
+# records (the recorded runs the lessons show)
+
+def _folder_name(folder):
+    """How a records folder is named in the output: the package's by its place in the package."""
+    from . import records
+    return "the package's records (nin_lib/recorded)" if Path(folder) == records.PACKAGED else str(folder)
+
+
+def cmd_records(args):
+    """``records list``: what is recorded, each file's hash checked; ``records import``: bring records in."""
+    return _list_records(args) if args.action == "list" else _import_records(args)
+
+
+def _list_records(args):
+    from . import records
+    for folder in [Path(args.dir)] if args.dir else records.folders():
+        entries = records.listing(folder)
+        print(f"{_folder_name(folder)}: {len(entries)} record(s)")
+        for e in entries:
+            print(f"  {e['name']} ({e['kind']}, {_check(e['problem'])}): {e['about']}")
+            if e["weights"]:
+                print(f"    weights {e['weights']}: {_check(e['weights_problem'])}")
+    return 0
+
+
+def _check(problem):
+    return "ok" if problem is None else f"NOT OK: {problem}"
+
+
+def _import_records(args):
+    from . import records
+    copied = records.import_records(args.dir, args.names or None, into=args.into, weights=not args.without_weights)
+    into = args.into if args.into is not None else records.PACKAGED
+    print(f"copied {len(copied)} file(s) into {_folder_name(into)}, each listed in its {records.SUMS}: "
+          + ", ".join(copied))
+    return 0
+
+
+def _add_records(sub):
+    p = sub.add_parser("records", help="list the recorded runs, or import them from a GPU run's folder")
+    actions = p.add_subparsers(dest="action", parser_class=Parser)
+    actions.required = True
+    listing = actions.add_parser("list", help="the records found, each file's sha256 checked")
+    listing.add_argument("--dir", default=None,
+                         help="list this folder only (default: NIN_RECORDS_DIR, then the package's)")
+    imp = actions.add_parser("import", help="copy records and the weights they name into the package's records")
+    imp.add_argument("dir", help="the folder holding the records and their SHA256SUMS (e.g. a GPU run's output)")
+    imp.add_argument("names", nargs="*", metavar="NAME",
+                     help="records (NAME or NAME.json) and weights files (NAME.pt) to copy (default: every record)")
+    imp.add_argument("--without-weights", action="store_true",
+                     help="copy the named records without the weights they name (name a .pt to bring one)")
+    imp.add_argument("--into", default=None, help="copy into this folder (default: the package's records)")
+    p.set_defaults(func=cmd_records)
+
+
 def build_parser():
-    parser = Parser(prog="python -m nin_lib", description="NiN lessons: trace, train and benchmark from the shell.")
+    parser = Parser(prog="python -m nin_lib",
+                    description="NiN lessons: trace, train, benchmark and manage records from the shell.")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     sub.required = True
-    for add in (_add_trace, _add_train, _add_bench):
+    for add in (_add_trace, _add_train, _add_bench, _add_records):
         add(sub)
     return parser
 

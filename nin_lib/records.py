@@ -9,11 +9,14 @@ Every file is written by the project's own commands (``python -m nin_lib train �
 reading checks the hash, so a file changed by hand or damaged says so instead of showing wrong numbers.
 
 The records live in ``nin_lib/recorded/`` (package data: a pip or Colab install has them). ``NIN_RECORDS_DIR``
-names one more folder, searched first (tests, or the output of a GPU session before it is copied in).
+names one more folder, searched first (tests, or the output of a GPU run before it is copied in).
+``python -m nin_lib records list`` shows what is recorded; ``records import DIR [NAME...]`` copies records (and
+the weights they name) from such a folder into the package, each file checked against that folder's SHA256SUMS.
 """
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -214,3 +217,125 @@ def load_weights(name):
         raise checks.refuse(f"weights {path.name!r} do not fit the net of their preset "
                             f"{saved['preset']['name']!r}") from None
     return net.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Listing records and bringing them in (``python -m nin_lib records list | import``)
+
+def _read_record(path):
+    """The JSON of a record file as a dict, or None when it is not valid JSON or not a dict."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _about(record):
+    """One line about a record of either kind (what ``records list`` prints beside its name)."""
+    try:
+        if record.get("format") == RECORD_FORMAT:
+            return describe(record)
+        configs, seeds = record["configs"], record["seeds"]
+        return (f"grid of {len(configs)} configuration(s) x {len(seeds)} seed(s), {record['mode']} mode, on "
+                f"{record['device']}, {str(record['created'])[:10]}"
+                + ("" if record.get("complete") else ", cut short (incomplete)"))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return "a record whose fields cannot be read"
+
+
+def listing(folder):
+    """The records in ``folder``, sorted by name: a dict each with name, kind ('run' or 'experiments'),
+    about (one line), problem (None, or the sentence of a failed hash check) and, for a run, its weights file
+    and whether that file is there and checks out."""
+    folder = Path(folder)
+    entries = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+        kind = _kind(path)
+        if kind is None:
+            continue
+        record = _read_record(path)
+        entry = {"name": path.stem, "kind": kind, "about": _about(record), "problem": _problem(path),
+                 "weights": (record.get("weights") or {}).get("file") if kind == "run" else None}
+        if entry["weights"]:
+            weights = folder / entry["weights"]
+            entry["weights_problem"] = (_problem(weights) if weights.is_file() else
+                                        f"weights {entry['weights']!r} are not in this folder.")
+        entries.append(entry)
+    return entries
+
+
+def _problem(path):
+    """None if ``path`` checks out against its folder's SHA256SUMS, else the sentence saying why not."""
+    try:
+        verify(path)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _import_plan(source, names, weights):
+    """The files ``import_records`` would copy from ``source``, in order, each checked (one sentence if one fails)."""
+    available = [p.name for p in sorted(source.glob("*.json")) if _kind(p) is not None]
+    if names is None:
+        if not available:
+            raise checks.refuse(f"folder {str(source)!r} holds no records to import")
+        names = available
+    plan, pairs = [], []  # the files in order; (record, its weights entry) to check against each other
+    for name in names:
+        if not name or Path(name).name != name:
+            raise checks.refuse(f"name {name!r} is not a file name; give a record's name or a weights file's, "
+                                "without a folder")
+        filename = name if Path(name).suffix else f"{name}.json"
+        if Path(filename).suffix == ".pt":
+            if not (source / filename).is_file():
+                raise checks.refuse(f"weights {filename!r} are not in {str(source)!r}")
+            plan.append(filename)
+            continue
+        if filename not in available:
+            raise checks.refuse(f"record {name!r} is not in {str(source)!r}; the records there are: "
+                                f"{', '.join(Path(a).stem for a in available) or 'none'}")
+        plan.append(filename)
+        entry = _read_record(source / filename).get("weights") or {}
+        if weights and entry.get("file"):
+            if not (source / entry["file"]).is_file():
+                raise checks.refuse(f"record {filename!r} names the weights {entry['file']!r}, which are not in "
+                                    f"{str(source)!r}; copy them beside it, or import the record without weights")
+            plan.append(entry["file"])
+            pairs.append((filename, entry))
+    plan = list(dict.fromkeys(plan))
+    for filename in plan:
+        verify(source / filename)
+    for filename, entry in pairs:
+        if entry.get("sha256") and sha256(source / entry["file"]) != entry["sha256"]:
+            raise checks.refuse(f"weights {entry['file']!r} are not the ones record {filename!r} was written "
+                                "with (their sha256 differs from the one in the record)")
+    return plan
+
+
+def import_records(source, names=None, *, into=None, weights=True):
+    """Copy records from folder ``source`` (a GPU run's output) into ``into`` (default: the package's records).
+
+    ``names``: record names (``d2l-gpu-seed-0`` or ``d2l-gpu-seed-0.json``) and weights files (``….pt``); None
+    means every record there. A record brings the weights it names unless ``weights`` is False, so
+    ``weights=False`` with the names of all records plus one ``….pt`` keeps only that seed's weights.
+    Every file is checked against ``source``'s SHA256SUMS first: a missing, unlisted or changed file is one
+    sentence and nothing is copied. Each copy is written atomically and listed in ``into``'s SHA256SUMS.
+    Returns the names of the files copied.
+    """
+    source = Path(source)
+    into = Path(into) if into is not None else PACKAGED
+    if not source.is_dir():
+        raise checks.refuse(f"folder {str(source)!r} does not exist; give the folder that holds the records "
+                            f"and their {SUMS}")
+    if source.resolve() == into.resolve():
+        raise checks.refuse(f"folder {str(source)!r} is where the records would go; import from another folder")
+    plan = _import_plan(source, None if names is None else list(names), weights)
+    expected = _sums(source)
+    for filename in plan:
+        with runtime.atomic_path(into / filename) as tmp:
+            shutil.copyfile(source / filename, tmp)
+            if sha256(tmp) != expected[filename]:
+                raise checks.refuse(f"file {filename!r} changed while it was being copied; import it again")
+        _add_sum(into, into / filename)
+    return plan
