@@ -9,12 +9,15 @@ imports only modules above it in this list, never one below:
     train        fit, evaluate, History, callbacks, checkpoints
     presets      named, checked recipes (d2l, improved, quick) and the run built from one
     records      recorded runs and trained weights shipped with the package, their hashes checked
-    experiments  the chapter's claims as seeded experiments (lesson 06)
+    experiments  the chapter's claims as seeded experiments (lesson 06): configurations, runs, grids
+    verdicts     what a grid says: tables, comparisons over seeds, verdicts on the claims computed from the numbers
     viz          plots: image grids, live curves, feature maps, class confidence maps, parameter bars
     widgets      ipywidgets panels over the functions above
+    book         the book's batches and how much of its run happens here (both editions)
+    d2l_en       d2l-en's Classifier, Trainer, FashionMNIST on nin_lib
     d2l          the book's names (d2l-zh's train_ch6, d2l-en's Classifier/Trainer) on nin_lib
     bench        the benchmarks' engine (``python -m nin_lib bench``), the book's path among them
-    cli          the command line: ``python -m nin_lib trace | train | bench``
+    cli          the command line: ``python -m nin_lib trace | train | bench | records``
 
 Importing the package does nothing by itself: no seeding, no device probing, no thread setting, no
 downloads and no ipywidgets import. Submodules load on first use, e.g. ``nin_lib.models`` or
@@ -24,8 +27,8 @@ import importlib
 
 __version__ = "0.2.0"
 
-LAYERS = ("checks", "runtime", "data", "models", "shapes", "train", "presets", "records", "experiments", "viz",
-          "widgets", "d2l", "bench", "cli")
+LAYERS = ("checks", "runtime", "data", "models", "shapes", "train", "presets", "records", "experiments", "verdicts",
+          "viz", "widgets", "book", "d2l_en", "d2l", "bench", "cli")
 __all__ = list(LAYERS)
 
 

@@ -19,7 +19,7 @@ FAST_EPOCHS = 2      # NIN_FAST=1: at most this many epochs,
 FAST_TRAIN = 16      # on this many training images
 FAST_TEST = 16       # and this many test images
 CPU_BUDGET_S = 90    # on a CPU, a run estimated to take longer than this (seconds) is cut
-CPU_TARGET_S = 20    # to a check estimated to take about this long,
+CPU_TARGET_S = 15    # to a check estimated to take about this long,
 CPU_EPOCHS = 2       # with at most this many epochs,
 CPU_MEMORY = 512 * 2**20  # in batches whose training step needs at most this much memory
 SUBSET_SEED = 0      # which images a cut run keeps

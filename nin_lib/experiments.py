@@ -5,11 +5,12 @@ reduces to the classes late) and the recipe that trains it; it runs once per see
 compares a few configurations that differ in one thing. ``run_grid`` runs a grid of configurations
 over several seeds and returns a JSON-ready dict with every seed's numbers, their mean and spread,
 the machine, the date and the command; ``benchmarks/experiments.py`` is its command line and writes it
-as a record (``records``). ``live_run`` is one tiny run for lesson 06's panel (seconds on a CPU).
+as a record (``records``). Every experiment states the book's claims as data (``claims``: which
+configuration against which, on which metric, in which direction); ``evidence`` turns them into verdicts
+computed from a grid's runs. ``live_run`` is one tiny run for lesson 06's panel (seconds on a CPU).
 """
 import json
 import math
-import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,54 +63,133 @@ CONFIGS = {
                  "improved", {}),
 }
 
-# the seed's own 224-px recipes (for a GPU): full training and test sets, 10 epochs
+# the seed's own 224-px recipes and lesson 06's questions at 224 px (for a GPU): the seed's full-size net; the
+# ablations share the 'base' recipe of the 28-px grid and differ from base-224 in one thing each
 CONFIGS_224 = {
     "d2l-224": ("the seed's recipe at 224 px (preset d2l)", "d2l", {}),
     "improved-224": ("the improved preset at 224 px", "improved", {}),
+    "base-224": ("GAP head (NiN), BatchNorm, dropout 0.5, two 1×1, at 224 px", "base", {}),
+    "fc-head-224": ("AlexNet-style FC head instead of GAP, at 224 px", "base", {"head": "fc"}),
+    "no-dropout-224": ("dropout off (0.0), at 224 px", "base", {"dropout": 0.0}),
+    "one-1x1-224": ("one 1×1 conv per block, at 224 px", "base", {"num_1x1": 1}),
+    "no-1x1-224": ("no 1×1 conv (plain conv blocks), at 224 px", "base", {"num_1x1": 0}),
+    "no-bn-224": ("no BatchNorm (base recipe otherwise), at 224 px", "base", {"batch_norm": False}),
 }
+
+
+def _claim(config, against, metric, expect, says):
+    """One claim an experiment tests: ``config``'s ``metric`` is ``expect`` ('higher' or 'lower') than ``against``'s."""
+    return {"config": config, "against": against, "metric": metric, "expect": expect, "says": says}
+
 
 EXPERIMENTS = [
     {"key": "head", "title": "GAP head vs fully connected head (全局平均池化 vs 全连接层)",
      "question": "Does replacing the fully connected head by a last NiN block and global average pooling "
                  "cut parameters and overfitting?",
      "book": "Fully connected layers have many parameters and overfit easily; NiN's GAP head avoids them.",
-     "configs": ["base", "fc-head"]},
+     "configs": ["base", "fc-head"],
+     "claims": [
+         _claim("base", "fc-head", "parameters", "lower", "NiN's GAP head needs fewer parameters than an FC head"),
+         _claim("base", "fc-head", "gap", "lower", "the GAP head overfits less (a narrower train − test gap)"),
+         _claim("base", "fc-head", "test_acc", "higher", "the GAP head generalises better (a higher test accuracy)")]},
     {"key": "dropout", "title": "dropout on vs off (暂退法)",
      "question": "Does the dropout layer before the last block help test accuracy?",
      "book": "NiN keeps a dropout layer (p = 0.5) before its last block, as AlexNet does in its head.",
-     "configs": ["base", "no-dropout"]},
+     "configs": ["base", "no-dropout"],
+     "claims": [
+         _claim("base", "no-dropout", "gap", "lower", "dropout reduces overfitting (a narrower train − test gap)"),
+         _claim("base", "no-dropout", "test_acc", "higher", "dropout raises test accuracy")]},
     {"key": "num_1x1", "title": "two 1×1 convolutions per block vs one vs none (1×1卷积层)",
      "question": "What do the two 1×1 convolutions of each NiN block buy? (the chapter's exercise)",
      "book": "The 1×1 convolutions act as a per-pixel MLP, adding non-linearity across channels.",
-     "configs": ["base", "one-1x1", "no-1x1"]},
+     "configs": ["base", "one-1x1", "no-1x1"],
+     "claims": [
+         _claim("base", "one-1x1", "test_acc", "higher", "two 1×1 convolutions per block beat one on test accuracy"),
+         _claim("base", "no-1x1", "test_acc", "higher", "two 1×1 convolutions per block beat none on test accuracy"),
+         _claim("base", "no-1x1", "train_acc", "higher",
+                "the per-pixel MLP adds capacity (a higher train accuracy than plain conv blocks)")]},
     {"key": "mlp_kernel", "title": "1×1 convolutions vs 3×3 ones in every block (练习)",
      "question": "What changes when the two 1×1 convolutions of every NiN block become 3×3 convolutions? "
                  "(the d2l-en exercise)",
      "book": "The 1×1 convolutions mix channels at each pixel; 3×3 ones also mix neighbouring pixels, at nine times "
              "the weights.",
-     "configs": ["base", "3x3-mlp"]},
+     "configs": ["base", "3x3-mlp"],
+     "claims": [
+         _claim("3x3-mlp", "base", "parameters", "higher",
+                "3×3 convolutions in place of the 1×1 ones cost more weights"),
+         _claim("3x3-mlp", "base", "macs_per_image", "higher",
+                "3×3 convolutions cost more multiply-accumulates per image"),
+         _claim("3x3-mlp", "base", "train_acc", "higher",
+                "layers that also see neighbouring pixels fit the training images better"),
+         _claim("3x3-mlp", "base", "test_acc", "higher", "3×3 convolutions raise test accuracy")]},
     {"key": "batch_norm", "title": "BatchNorm vs none (批量规范化)",
      "question": "Does BatchNorm change how reliably the net trains with the same recipe?",
      "book": "The chapter's NiN has no BatchNorm (it came later); the next chapter introduces it.",
-     "configs": ["base", "no-bn"]},
+     "configs": ["base", "no-bn"],
+     "claims": [
+         _claim("base", "no-bn", "test_acc", "higher",
+                "with the same recipe, BatchNorm makes the net train (a higher test accuracy)"),
+         _claim("base", "no-bn", "final_loss", "lower", "BatchNorm ends with a lower training loss")]},
     {"key": "recipe", "title": "the seed's recipe and what the improved preset changes (训练方法)",
      "question": "How much do the results of the seed's recipe vary across seeds, and what do momentum with "
                  "a one-cycle schedule, BatchNorm and regularisation change, one step at a time?",
      "book": "The chapter trains NiN with plain SGD at lr 0.1 for 10 epochs and reports one run.",
-     "configs": ["d2l", "no-bn", "base", "improved"]},
+     "configs": ["d2l", "no-bn", "base", "improved"],
+     "claims": [
+         _claim("no-bn", "d2l", "test_acc", "higher",
+                "Nesterov momentum with a one-cycle schedule improves on the seed's plain SGD"),
+         _claim("base", "no-bn", "test_acc", "higher", "adding BatchNorm then raises test accuracy"),
+         _claim("improved", "base", "test_acc", "higher",
+                "weight decay, label smoothing and flips raise test accuracy further"),
+         _claim("improved", "base", "gap", "lower",
+                "weight decay, label smoothing and flips narrow the train − test gap")],
+     "spread": ["d2l"]},
     {"key": "head_reduction", "title": "384×5×5 to 10×5×5 in one step, and a remedy (练习)",
      "question": "Does reducing to the 10 class maps only in the last 1×1 conv (keeping all channels before) "
                  "help, compared with the seed's 3×3 conv straight to 10 channels?",
      "book": "Exercise: what goes wrong when one layer turns 384×5×5 into 10×5×5?",
-     "configs": ["base", "late-head"]},
+     "configs": ["base", "late-head"],
+     "claims": [
+         _claim("late-head", "base", "train_acc", "higher",
+                "keeping every channel until the last 1×1 removes a bottleneck (a higher train accuracy)"),
+         _claim("late-head", "base", "final_loss", "lower", "the late reduction ends with a lower training loss"),
+         _claim("late-head", "base", "test_acc", "higher", "the late reduction raises test accuracy")]},
 ]
+
+
+def _at_224(key):
+    """The claims of 28-px experiment ``key``, stated for its 224-px twin (every configuration name + '-224')."""
+    entry = next(e for e in EXPERIMENTS if e["key"] == key)
+    return [{**c, "config": c["config"] + "-224", "against": c["against"] + "-224"} for c in entry["claims"]]
+
 
 EXPERIMENTS_224 = [
     {"key": "recipe_224", "title": "the seed's recipe at 224 px across seeds, and the improved preset",
      "question": "How much does the seed's own run (224 px, 10 epochs) vary across seeds, and what does the "
                  "improved preset change?",
      "book": "The chapter reports one run of its recipe.",
-     "configs": ["d2l-224", "improved-224"]},
+     "configs": ["d2l-224", "improved-224"],
+     "claims": [_claim("improved-224", "d2l-224", "test_acc", "higher",
+                       "the improved preset beats the seed's recipe on test accuracy")],
+     "spread": ["d2l-224"]},
+    {"key": "head_224", "title": "GAP head vs fully connected head at 224 px (全局平均池化 vs 全连接层)",
+     "question": "On the seed's full-size net and images, does the GAP head cut parameters and overfitting "
+                 "compared with an AlexNet-style fully connected head?",
+     "book": "Fully connected layers have many parameters and overfit easily; NiN's GAP head avoids them.",
+     "configs": ["base-224", "fc-head-224"], "claims": _at_224("head")},
+    {"key": "dropout_224", "title": "dropout on vs off at 224 px (暂退法)",
+     "question": "Does the dropout layer before the last block help test accuracy at the book's image size?",
+     "book": "NiN keeps a dropout layer (p = 0.5) before its last block, as AlexNet does in its head.",
+     "configs": ["base-224", "no-dropout-224"], "claims": _at_224("dropout")},
+    {"key": "num_1x1_224", "title": "two 1×1 convolutions per block vs one vs none at 224 px (1×1卷积层)",
+     "question": "What do the two 1×1 convolutions of each NiN block buy on the full-size net? (the chapter's "
+                 "exercise)",
+     "book": "The 1×1 convolutions act as a per-pixel MLP, adding non-linearity across channels.",
+     "configs": ["base-224", "one-1x1-224", "no-1x1-224"], "claims": _at_224("num_1x1")},
+    {"key": "batch_norm_224", "title": "BatchNorm vs none at 224 px (批量规范化)",
+     "question": "Does BatchNorm change how reliably the full-size net trains with the same recipe?",
+     "book": "The chapter's NiN has no BatchNorm (it came later); the next chapter introduces it.",
+     "configs": ["base-224", "no-bn-224"], "claims": _at_224("batch_norm")},
 ]
 
 # grid sizes: the tiny one for tests and CI, the CPU one (about 20 minutes on 2 cores), the GPU one
@@ -311,99 +391,6 @@ def load_results(path):
 def recorded(name="experiments-cpu"):
     """The recorded grid ``name`` shipped with the package (its hash checked), or None if there is none."""
     return records.load(name, format=FORMAT) if records.find(name) is not None else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading results (lesson 06's tables and plots)
-
-
-def experiment_rows(results, key):
-    """One row per configuration of experiment ``key``: label, parameters and mean ± spread of each metric."""
-    experiment = next((e for e in results["experiments"] if e["key"] == key), None)
-    if experiment is None:
-        known = ", ".join(e["key"] for e in results["experiments"])
-        raise checks.refuse(f"experiment {key!r} is not in these results; choose one of {known}")
-    rows = []
-    for name in experiment["configs"]:
-        c = results["configs"][name]
-        s = c["summary"]
-        rows.append({"config": name, "label": c["label"], "parameters": c["parameters"],
-                     "runs": s["test_acc"]["n"], "stalled": s["stalled"],
-                     **{f"{m}_mean": s[m]["mean"] for m in METRICS},
-                     **{f"{m}_std": s[m]["std"] for m in METRICS},
-                     "test_acc_min": s["test_acc"]["min"], "test_acc_max": s["test_acc"]["max"]})
-    return rows
-
-
-def per_seed(results, name, metric="test_acc"):
-    """Every seed's value of ``metric`` for configuration ``name`` (a list, in seed order)."""
-    if name not in results["configs"]:
-        raise checks.refuse(f"configuration {name!r} is not in these results")
-    checks.choice("metric", metric, METRICS)
-    return [r[metric] for r in results["configs"][name]["runs"]]
-
-
-METRIC_LABELS = {"test_acc": "test accuracy (fraction)", "train_acc": "train accuracy (fraction)",
-                 "gap": "train − test accuracy (fraction)", "final_loss": "last epoch's training loss (nats)",
-                 "seconds": "seconds per run (s)"}
-
-
-def format_table(results, key):
-    """A text table of experiment ``key``: parameters and mean ± spread (std over seeds) of each metric."""
-    rows = experiment_rows(results, key)
-    width = max(len(r["config"]) for r in rows)
-    lines = [f"{'config':>{width}} {'parameters':>11} {'test acc':>15} {'train acc':>15} {'gap':>15} "
-             f"{'stalled':>7} {'s/run':>6}"]
-    for r in rows:
-        pm = lambda m: f"{r[m + '_mean']:.3f} ± {r[m + '_std']:.3f}"
-        lines.append(f"{r['config']:>{width}} {r['parameters']:>11,} {pm('test_acc'):>15} {pm('train_acc'):>15} "
-                     f"{pm('gap'):>15} {str(r['stalled']) + '/' + str(r['runs']):>7} {r['seconds_mean']:>6.0f}")
-    return "\n".join(lines)
-
-
-def experiment_panels(results, key, metrics=("test_acc", "train_acc", "gap")):
-    """``viz.seed_spread`` arguments for experiment ``key``: one panel per metric, one group per configuration."""
-    experiment = next((e for e in results["experiments"] if e["key"] == key), None)
-    if experiment is None:
-        raise checks.refuse(f"experiment {key!r} is not in these results")
-    panels = {METRIC_LABELS[m].split(" (")[0]: [(name, per_seed(results, name, m)) for name in experiment["configs"]]
-              for m in metrics}
-    ylabels = {METRIC_LABELS[m].split(" (")[0]: METRIC_LABELS[m] for m in metrics}
-    title = re.sub(r"\s*\([^)]*[\u4e00-\u9fff][^)]*\)", "", experiment["title"])  # plot fonts lack CJK glyphs
-    return {"panels": panels, "ylabel": ylabels, "title": title}
-
-
-def compare(results, a, b, metric="test_acc"):
-    """How configuration ``b`` differs from ``a`` in ``metric`` over the seeds (lesson 06's verdicts).
-
-    Returns a dict: the means and spreads, ``diff`` (mean of b - mean of a), ``t`` (Welch's t
-    statistic; None when both spreads are 0), ``separated`` (every seed of one above every seed of
-    the other) and ``verdict``, one sentence that says whether the seeds tell the two apart.
-    """
-    va, vb = per_seed(results, a, metric), per_seed(results, b, metric)
-    sa, sb = summarize(va), summarize(vb)
-    if sa["n"] == 0 or sb["n"] == 0:
-        raise checks.refuse(f"configurations {a!r} and {b!r} need finite {metric} values to be compared")
-    diff = sb["mean"] - sa["mean"]
-    se = math.sqrt(sa["std"] ** 2 / sa["n"] + sb["std"] ** 2 / sb["n"])
-    t = diff / se if se > 1e-12 else None
-    higher = sb["min"] > sa["max"]
-    lower = sb["max"] < sa["min"]
-    if higher or lower:
-        verdict = (f"{b} is {'higher' if higher else 'lower'} than {a} for every seed "
-                   f"({sb['n']} vs {sa['n']} runs)")
-    else:
-        verdict = f"the seeds of {a} and {b} overlap: no clear difference with {min(sa['n'], sb['n'])} seeds"
-    return {"a": a, "b": b, "metric": metric, "a_mean": sa["mean"], "a_std": sa["std"], "b_mean": sb["mean"],
-            "b_std": sb["std"], "diff": diff, "t": t, "separated": higher or lower, "verdict": verdict}
-
-
-def format_comparison(c, digits=3):
-    """One line for a ``compare`` result: both means ± spreads, the difference, t and the verdict."""
-    t = "n/a" if c["t"] is None else f"{c['t']:+.1f}"
-    return (f"{c['metric']}: {c['a']} {c['a_mean']:.{digits}f} ± {c['a_std']:.{digits}f}, "
-            f"{c['b']} {c['b_mean']:.{digits}f} ± {c['b_std']:.{digits}f}; difference {c['diff']:+.{digits}f} "
-            f"(t = {t}): {c['verdict']}")
 
 
 # ---------------------------------------------------------------------------------------------

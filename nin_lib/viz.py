@@ -363,6 +363,32 @@ def history_curves(history, title="training curves", batch_points=None):
     return fig
 
 
+def record_curves(runs, title=None):
+    """Recorded runs of one recipe drawn together (lessons 00, 05): training loss and test accuracy per epoch, one
+    line per seed; ``runs`` are record dicts (``records.runs``). The title names where and when they ran."""
+    if not runs:
+        raise checks.refuse("record_curves needs at least one recorded run")
+    fig = _figure((8.4, 3.2))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for i, run in enumerate(runs):
+        epochs = [e for e in run["history"]["epochs"] if not e.get("partial")]
+        xs = [e["epoch"] for e in epochs]
+        color = LiveCurves.COLORS[i % len(LiveCurves.COLORS)]
+        ax_loss.plot(xs, [e["loss"] for e in epochs], "o-", color=color, markersize=3, label=f"seed {run['seed']}")
+        ax_acc.plot(xs, [e["test_acc"] for e in epochs], "o-", color=color, markersize=3, label=f"seed {run['seed']}")
+    for ax, ylabel, name in ((ax_loss, "loss (nats, cross-entropy)", "training loss"),
+                             (ax_acc, "test accuracy (fraction correct)", "test accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_acc.set_ylim(0, 1)
+    m = runs[0]["machine"]
+    fig.suptitle(title or f"recorded: the {runs[0]['preset']['name']} preset on {m.get('device')}, {m['date'][:10]}")
+    return fig
+
+
 def confusion_matrix_plot(counts, class_names=None, title="confusion matrix (test set)", normalize=True):
     """A confusion matrix as a heat map: rows = true class, columns = predicted class (lesson 05).
 
@@ -653,5 +679,105 @@ def confidence_overview(images, maps, logits, labels=None, class_names=None, nco
         ax.set_title(f"pred: {names[pred]} ({p[pred]:.2f}){truth}", fontsize=9,
                      color="black" if ok else "#C44E52")
     fig.colorbar(im, ax=axes, shrink=0.6, label="predicted class's map value (a.u.)")
+    fig.suptitle(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Lesson 04: translation invariance and the receptive field of the class maps
+
+def receptive_field_figure(panels, cells=None, title="what one cell of the class maps sees"):
+    """Each panel's image with the centres of its class-map cells and the receptive fields of some cells (lesson 04).
+
+    ``panels`` maps a panel title to ``(image, map_side, receptive_field, stride, first_centre)``: the (H, W) image,
+    the side of the class maps in cells and, in input pixels along one axis, the side of one cell's receptive field,
+    the distance between neighbouring cells and the centre of cell 0. ``cells`` lists the (row, col) cells whose
+    fields are drawn (default: the two opposite corners). Returns the figure.
+    """
+    if not panels:
+        raise checks.refuse("receptive_field_figure needs at least one panel (image, map_side, receptive_field, "
+                            "stride, first_centre)")
+    fig = _figure((5.2 * len(panels), 5.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colors = ("#C44E52", "#4C72B0", "#55A868", "#8172B2")
+    for ax, (name, (image, side, field, stride, first)) in zip(axes, panels.items()):
+        checks.whole_number("map_side", side, 1)
+        checks.whole_number("receptive_field", field, 1)
+        checks.whole_number("stride", stride, 1)
+        checks.number("first_centre", first)
+        image = _as_array(image)
+        image = image.reshape(image.shape[-2:])
+        h, w = image.shape
+        ax.imshow(image, cmap="gray_r", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+        ax.add_patch(mpatches.Rectangle((-0.5, -0.5), w, h, fill=False, edgecolor="#333333", linestyle="--",
+                                        label=f"the {w}×{h}-pixel image"))
+        centres = first + stride * np.arange(side)
+        gx, gy = np.meshgrid(centres, centres)
+        ax.scatter(gx.ravel(), gy.ravel(), s=14, color="#DD8452", zorder=3, label=f"centres of the {side}×{side} cells")
+        shown = cells if cells is not None else [(0, 0), (side - 1, side - 1)]
+        for i, (row, col) in enumerate(shown):
+            checks.whole_number("cell row", row, 0, side - 1)
+            checks.whole_number("cell column", col, 0, side - 1)
+            cx, cy = centres[col], centres[row]
+            ax.add_patch(mpatches.Rectangle((cx - field / 2, cy - field / 2), field, field,  # pixels are unit squares
+                                            facecolor=colors[i % len(colors)], alpha=0.18,
+                                            edgecolor=colors[i % len(colors)], linewidth=2,
+                                            label=f"receptive field of cell ({row}, {col})"))
+        low = min(-0.5, centres[0] - field / 2) - 1
+        high = max(max(w, h) - 0.5, centres[-1] + field / 2) + 1
+        ax.set_xlim(low, high)
+        ax.set_ylim(high, low)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (pixels)")
+        ax.set_ylabel("y (pixels)")
+        ax.set_title(f"{name}\n{side}×{side} map; each cell sees {field}×{field} px, cells {stride} px apart",
+                     fontsize=10)
+        ax.legend(fontsize=7, loc="lower right", framealpha=0.85)
+    fig.suptitle(title)
+    return fig
+
+
+def shift_scores_figure(shifts, scores, label=None, fractions=None, class_names=None,
+                        title="class scores of one image as it moves sideways"):
+    """One image's class scores against a horizontal shift of it, and fractions of test images per shift (lesson 04).
+
+    ``shifts``: S shifts in pixels (negative: to the left); ``scores``: (S, classes), the net's scores for each
+    shifted copy; ``label``: its true class (drawn thick); ``fractions``: {name: S values in [0, 1]} for a second
+    panel, e.g. the test accuracy at each shift. Returns the figure.
+    """
+    shifts, scores = list(shifts), _as_array(scores)
+    if not shifts or scores.ndim != 2 or scores.shape[0] != len(shifts):
+        raise checks.refuse(f"scores must be (shifts, classes) with one row per shift; got {scores.shape} for "
+                            f"{len(shifts)} shifts")
+    names = _names(class_names, scores.shape[1])
+    fractions = dict(fractions or {})
+    for name, values in fractions.items():
+        if len(values) != len(shifts):
+            raise checks.refuse(f"fraction {name!r} has {len(values)} values for {len(shifts)} shifts; give one per shift")
+    fig = _figure((11.0 if fractions else 6.4, 4.0))
+    axes = fig.subplots(1, 2 if fractions else 1, squeeze=False)[0]
+    ax = axes[0]
+    colors = plt.cm.tab10(np.arange(scores.shape[1]) % 10)
+    for c in range(scores.shape[1]):
+        true = label is not None and c == int(label)
+        ax.plot(shifts, scores[:, c], "o-" if true else ".-", color=colors[c], linewidth=2.6 if true else 1.0,
+                markersize=5 if true else 3, label=f"{names[c]}{' (true)' if true else ''}")
+    ax.axvline(0, color="#888888", linewidth=1, linestyle=":")
+    ax.set_xlabel("shift to the right (pixels; negative: to the left)")
+    ax.set_ylabel("class score (mean of its map, a.u.)")
+    ax.set_title("one test image: the highest line is the predicted class", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    if fractions:
+        bx = axes[1]
+        for name, values in fractions.items():
+            bx.plot(shifts, _as_array(values), "o-", label=name)
+        bx.axvline(0, color="#888888", linewidth=1, linestyle=":")
+        bx.set_ylim(0, 1.02)
+        bx.set_xlabel("shift to the right (pixels; negative: to the left)")
+        bx.set_ylabel("fraction of the test images")
+        bx.set_title("many test images, each shifted the same way", fontsize=10)
+        bx.grid(alpha=0.3)
+        bx.legend(fontsize=8)
     fig.suptitle(title)
     return fig

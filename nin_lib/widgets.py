@@ -11,7 +11,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 from IPython.display import HTML, display
 
-from . import experiments, presets, runtime, shapes, train, viz
+from . import checks, experiments, presets, runtime, shapes, train, viz
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def input_size_view(net, input_size=224, depth="top"):
     """The input-size panel's result (lesson 03): the trace table, or (as a ValueError) why the size does not fit."""
     result = shapes.trace_or_message(net, input_size, depth=depth)
     if isinstance(result, str):
-        raise ValueError(result)
+        raise checks.refuse(result)
     maps = [r for r in result if len(r.output_shape) == 4 and "Adaptive" not in r.name]
     last = maps[-1] if maps else result[-1]
     summary = (f"input {input_size}×{input_size}: the last block's maps are "
@@ -192,8 +192,7 @@ def adaptive_windows_panel(size=10, out=4):
 
 def confidence_maps_view(net, images, labels, index=0, class_names=None):
     """The confidence-map panel's result (lesson 04): one test image with all its class maps."""
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(images):
-        raise ValueError(f"image index {index!r} is not allowed; use a whole number from 0 to {len(images) - 1}.")
+    checks.whole_number("image index", index, 0, len(images) - 1)
     X = images[index:index + 1]
     device = next(net.parameters()).device
     maps, logits = viz.class_maps(net, X.to(device))
@@ -352,7 +351,7 @@ class TrainingPanel:
             "batch_norm": W.Checkbox(value=False, description="BatchNorm", style=style),
             "momentum": W.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="momentum", style=style),
             "device": W.Dropdown(options=list(runtime.DEVICES), value=device, description="device", style=style),
-            "subset": W.Dropdown(options=list(self.SUBSETS), value=subset if subset in subsets else None,
+            "subset": W.Dropdown(options=list(self.SUBSETS), value=checks.choice("subset", subset, tuple(subsets)),
                                  description="training images", style=style),
         }
         self.background = BackgroundRun(self.train, on_batch=self._batch)

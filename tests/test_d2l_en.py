@@ -12,23 +12,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from nin_lib import d2l, d2l_en, presets, shapes, train, viz
+from test_models import SEED_LINES
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = Path(__file__).resolve().parent / "d2l_en_nin.py"
 
-# what the book prints for NiN().layer_summary((1, 1, 224, 224))
-LAYER_SUMMARY = [
-    "Sequential output shape:\t torch.Size([1, 96, 54, 54])",
-    "MaxPool2d output shape:\t torch.Size([1, 96, 26, 26])",
-    "Sequential output shape:\t torch.Size([1, 256, 26, 26])",
-    "MaxPool2d output shape:\t torch.Size([1, 256, 12, 12])",
-    "Sequential output shape:\t torch.Size([1, 384, 12, 12])",
-    "MaxPool2d output shape:\t torch.Size([1, 384, 5, 5])",
-    "Dropout output shape:\t torch.Size([1, 384, 5, 5])",
-    "Sequential output shape:\t torch.Size([1, 10, 5, 5])",
-    "AdaptiveAvgPool2d output shape:\t torch.Size([1, 10, 1, 1])",
-    "Flatten output shape:\t torch.Size([1, 10])",
-]
+# what the book prints for NiN().layer_summary((1, 1, 224, 224)): the seed's shape loop, line for line
+LAYER_SUMMARY = SEED_LINES
 
 # the parameter names (and the defaults that carry meaning) of d2l 1.0.3's d2l/torch.py
 D2L_SIGNATURES = {

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from nin_lib import experiments, models, presets, records, viz
+from nin_lib import experiments, models, presets, records, verdicts, viz
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "experiments.py"
@@ -96,14 +96,14 @@ def test_summarize_mean_and_sample_std():
 
 
 def test_experiment_rows_and_per_seed(tiny):
-    rows = experiments.experiment_rows(tiny, "num_1x1")
+    rows = verdicts.experiment_rows(tiny, "num_1x1")
     assert [r["config"] for r in rows] == ["base", "one-1x1", "no-1x1"]
     assert all(r["runs"] == 3 and r["test_acc_min"] <= r["test_acc_mean"] <= r["test_acc_max"] for r in rows)
-    assert experiments.per_seed(tiny, "base") == [r["test_acc"] for r in tiny["configs"]["base"]["runs"]]
+    assert verdicts.per_seed(tiny, "base") == [r["test_acc"] for r in tiny["configs"]["base"]["runs"]]
     with pytest.raises(ValueError, match="experiment 'nope' is not in these results"):
-        experiments.experiment_rows(tiny, "nope")
+        verdicts.experiment_rows(tiny, "nope")
     with pytest.raises(ValueError, match="metric 'speed' is not known"):
-        experiments.per_seed(tiny, "base", "speed")
+        verdicts.per_seed(tiny, "base", "speed")
 
 
 def test_load_results_rejects_missing_and_foreign_files(tmp_path):
@@ -223,8 +223,8 @@ def test_live_run_rejects_bad_values(kwargs, says):
 
 
 def test_seed_spread_plot_shows_every_seed(tiny):
-    groups = [(name, experiments.per_seed(tiny, name)) for name in ("base", "fc-head")]
-    fig = viz.seed_spread({"test": groups, "gap": [("base", experiments.per_seed(tiny, "base", "gap"))]},
+    groups = [(name, verdicts.per_seed(tiny, name)) for name in ("base", "fc-head")]
+    fig = viz.seed_spread({"test": groups, "gap": [("base", verdicts.per_seed(tiny, "base", "gap"))]},
                           title="t", ylabel={"test": "test accuracy (fraction)", "gap": "gap (points)"}, chance=0.1)
     ax_test, ax_gap = fig.axes
     assert ax_test.get_ylabel() == "test accuracy (fraction)" and ax_gap.get_ylabel() == "gap (points)"
@@ -253,13 +253,13 @@ def test_compare_says_whether_the_seeds_tell_two_configs_apart():
     def fake(values_a, values_b):
         runs = lambda vs: [{"seed": i, "test_acc": v} for i, v in enumerate(vs)]
         return {"configs": {"a": {"runs": runs(values_a)}, "b": {"runs": runs(values_b)}}}
-    c = experiments.compare(fake([0.80, 0.82, 0.81], [0.85, 0.86, 0.87]), "a", "b")
+    c = verdicts.compare(fake([0.80, 0.82, 0.81], [0.85, 0.86, 0.87]), "a", "b")
     assert c["separated"] and math.isclose(c["diff"], 0.05) and c["t"] > 0
     assert "b is higher than a for every seed" in c["verdict"]
-    c = experiments.compare(fake([0.80, 0.86, 0.83], [0.82, 0.84, 0.90]), "a", "b")
+    c = verdicts.compare(fake([0.80, 0.86, 0.83], [0.82, 0.84, 0.90]), "a", "b")
     assert not c["separated"] and "overlap: no clear difference with 3 seeds" in c["verdict"]
-    assert "difference +" in experiments.format_comparison(c)
-    c = experiments.compare(fake([0.5, 0.5, 0.5], [0.4, 0.4, 0.4]), "a", "b")
+    assert "difference +" in verdicts.format_comparison(c)
+    c = verdicts.compare(fake([0.5, 0.5, 0.5], [0.4, 0.4, 0.4]), "a", "b")
     assert c["t"] is None and "lower than a for every seed" in c["verdict"]
 
 
@@ -320,3 +320,106 @@ def test_grid_settings_are_checked():
         experiments.grid_settings("cpu", test_size=20000)
     with pytest.raises(ValueError, match="mode 'huge' is not known"):
         experiments.grid_settings("huge")
+
+
+def fake_grid(**configs):
+    """Results with only what the verdicts read: per configuration its parameters, MACs and every seed's numbers
+    (``name=dict(test_acc=[...], gap=[...], parameters=..., stalled=[...])``)."""
+    out = {}
+    for name, values in configs.items():
+        per_metric = {m: v for m, v in values.items() if m in experiments.METRICS}
+        n = len(next(iter(per_metric.values())))
+        stalled = values.get("stalled", [False] * n)
+        runs = [{"seed": i, "stalled": stalled[i], **{m: v[i] for m, v in per_metric.items()}} for i in range(n)]
+        out[name] = {"runs": runs, "parameters": values.get("parameters", 1000),
+                     "macs_per_image": values.get("macs_per_image", 5000)}
+    return {"configs": out}
+
+
+def test_evidence_says_supported_contradicted_or_not_told_with_its_numbers():
+    grid = fake_grid(base=dict(parameters=100, gap=[0.05, 0.06, 0.07], test_acc=[0.80, 0.86, 0.83]),
+                     **{"fc-head": dict(parameters=3100, gap=[0.10, 0.11, 0.12], test_acc=[0.82, 0.84, 0.90])})
+    lines = verdicts.evidence(grid, "head")  # claims: fewer parameters, a narrower gap, a higher test accuracy
+    assert len(lines) == 4
+    assert lines[0].startswith("Supported by the counts") and "base 100, fc-head 3,100" in lines[0]
+    assert "fc-head has 31.0× as many" in lines[0]
+    assert lines[1].startswith("Supported by the seeds") and "base 0.060 ± 0.010, fc-head 0.110 ± 0.010" in lines[1]
+    assert "base is lower for every seed." in lines[1]
+    assert lines[2].startswith("Not told apart by the seeds")
+    assert "the seeds overlap, so 3 seeds cannot tell" in lines[2]
+    assert lines[3] == "Overall: of 3 claims, 2 supported, 0 contradicted, 1 not told apart by these results."
+    assert "stalled" not in " ".join(lines)  # no run stalled, so no count is shown
+
+    reversed_gap = fake_grid(base=dict(parameters=100, gap=[0.10, 0.11, 0.12], test_acc=[0.80, 0.81, 0.82]),
+                             **{"fc-head": dict(parameters=3100, gap=[0.05, 0.06, 0.07], test_acc=[0.85, 0.86, 0.87])})
+    judged = [verdicts.judge(reversed_gap, c) for c in verdicts.experiment("head")["claims"]]
+    assert [v["outcome"] for v in judged] == ["supports", "contradicts", "contradicts"]
+    assert judged[1]["sentence"].startswith("Contradicted by the seeds")
+    assert "base is higher for every seed, the opposite of the claim." in judged[1]["sentence"]
+    assert judged[2]["comparison"]["separated"] and math.isclose(judged[2]["comparison"]["diff"], -0.05)
+    assert verdicts.overall(judged).startswith("Overall: of 3 claims, 1 supported, 2 contradicted, 0 not told")
+
+
+def test_verdicts_count_stalled_runs_and_refuse_what_is_not_there():
+    grid = fake_grid(base=dict(test_acc=[0.85, 0.86, 0.84], final_loss=[0.2, 0.3, 0.25]),
+                     **{"no-bn": dict(test_acc=[0.10, 0.45, 0.11], final_loss=[2.3, 1.4, 2.3],
+                                      stalled=[True, False, True])})
+    first = verdicts.evidence(grid, "batch_norm")[0]
+    assert first.startswith("Supported by the seeds") and "stalled at chance: base 0 of 3 runs, no-bn 2 of 3" in first
+    with pytest.raises(ValueError, match="configuration 'fc-head' is not in these results"):
+        verdicts.evidence(grid, "head")
+    with pytest.raises(ValueError, match="experiment 'speed' is not known; choose one of head, "):
+        verdicts.evidence(grid, "speed")
+    with pytest.raises(ValueError, match="expected direction 'same' is not known"):
+        verdicts.judge(grid, {"config": "base", "against": "no-bn", "metric": "test_acc", "expect": "same",
+                                 "says": "x"})
+
+
+def test_the_spread_is_set_beside_the_other_differences_of_means():
+    grid = fake_grid(d2l=dict(test_acc=[0.1, 0.3, 0.5]), **{"no-bn": dict(test_acc=[0.20, 0.21, 0.22])},
+                     base=dict(test_acc=[0.80, 0.81, 0.82], gap=[0.1, 0.1, 0.1]),
+                     improved=dict(test_acc=[0.81, 0.82, 0.83], gap=[0.05, 0.05, 0.05]))
+    # d2l's spread is 0.2; the differences not involving d2l: base - no-bn 0.6, improved - base 0.01
+    line = verdicts.spread_against_differences(grid, "d2l")
+    assert line.startswith("The spread of d2l's test accuracy over 3 seeds is 0.200 (its seeds run from 0.100 to "
+                           "0.500)")
+    assert "larger than 1 of the 2 differences of mean test accuracy" in line
+    assert "(the largest: base vs no-bn, 0.600)" in line
+    lines = verdicts.evidence(grid, "recipe")
+    assert line in lines and lines[-1].startswith("Overall: of 4 claims")
+    wide = fake_grid(d2l=dict(test_acc=[0.1, 0.9, 0.5]), base=dict(test_acc=[0.80, 0.81, 0.82]),
+                     improved=dict(test_acc=[0.81, 0.82, 0.83]))
+    assert "larger than every one of the 1 differences" in verdicts.spread_against_differences(wide, "d2l")
+    alone = fake_grid(d2l=dict(test_acc=[0.1, 0.3, 0.5]))
+    assert "no other difference of means" in verdicts.spread_against_differences(alone, "d2l")
+
+
+def test_every_claim_names_its_experiments_configurations_and_a_known_metric():
+    for e in experiments.EXPERIMENTS + experiments.EXPERIMENTS_224:
+        assert e["claims"], e["key"]
+        for c in e["claims"]:
+            assert {c["config"], c["against"]} <= set(e["configs"]) and c["config"] != c["against"], e["key"]
+            assert c["metric"] in experiments.METRICS + tuple(verdicts.COUNTED)
+            assert c["expect"] in ("higher", "lower")
+            assert c["says"] and not c["says"].startswith("and ")  # each verdict reads on its own
+        assert set(e.get("spread", ())) <= set(e["configs"])
+    for e in experiments.EXPERIMENTS_224:
+        twin = verdicts.twin(e["key"])
+        assert twin is not None and all(c in experiments.CONFIGS for c in verdicts.experiment(twin)["configs"])
+    assert verdicts.twin("head") is None and verdicts.twin("head_224") == "head"
+    mlp = verdicts.experiment("mlp_kernel")
+    assert mlp["configs"] == ["base", "3x3-mlp"] and experiments.CONFIGS["3x3-mlp"][2] == {"mlp_kernel": 3}
+
+
+@pytest.mark.skipif(not COMMITTED.exists(), reason="the CPU results are not committed yet")
+def test_every_28_px_experiment_has_verdicts_on_the_committed_grid():
+    results = experiments.recorded("experiments-cpu")
+    described = verdicts.describe(results)
+    assert described[2] == f"command: {results['command']}" and results["created"][:10] in described[1]
+    for e in experiments.EXPERIMENTS:
+        lines = verdicts.evidence(results, e["key"])
+        assert len(lines) == len(e["claims"]) + len(e.get("spread", ())) + 1
+        assert all(line.split(":")[0] in ("Supported by the seeds", "Contradicted by the seeds",
+                                           "Not told apart by the seeds", "Supported by the counts",
+                                           "Contradicted by the counts", "Overall") for line in lines
+                   if not line.startswith("The spread"))

@@ -230,3 +230,57 @@ def test_confidence_maps_panel():
     assert "test image 1" in _labels(fig) and "trouser ✓" in _labels(fig)
     with pytest.raises(ValueError, match="image index 4"):
         widgets.confidence_maps_view(_tiny_nin(), X, y, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# receptive field of the class maps and translation (lesson 04)
+
+def test_receptive_field_figure_draws_each_cells_window_at_its_centre():
+    image = torch.rand(28, 28)
+    fig = viz.receptive_field_figure({"28-px net": (image, 4, 47, 8, 0.0), "224-px net": (torch.rand(224, 224), 5,
+                                                                                          195, 32, 33.0)})
+    labels = _labels(fig)
+    assert "each cell sees 47×47 px, cells 8 px apart" in labels and "each cell sees 195×195 px" in labels
+    assert "x (pixels)" in labels and "y (pixels)" in labels
+    small, large = fig.axes[0], fig.axes[1]
+    fields = [p for p in small.patches if p.get_width() == 47]
+    assert [(p.get_x(), p.get_y()) for p in fields] == [(-23.5, -23.5), (0.5, 0.5)]    # cells (0, 0) and (3, 3)
+    assert sorted({round(x) for x, _ in small.collections[0].get_offsets()}) == [0, 8, 16, 24]
+    assert [(p.get_x(), p.get_width()) for p in large.patches if p.get_width() == 195] == [(-64.5, 195), (63.5, 195)]
+    assert small.get_xlim()[0] < -23.5 and small.get_xlim()[1] > 47.5             # the whole window is in view
+
+
+@pytest.mark.parametrize("panel, cells, match", [
+    ((torch.rand(28, 28), 4, 0, 8, 0.0), None, "receptive_field 0 is not allowed"),
+    ((torch.rand(28, 28), 4, 47, 2.5, 0.0), None, "stride 2.5 is not allowed"),
+    ((torch.rand(28, 28), 4, 47, 8, 0.0), [(4, 0)], "cell row 4 is not allowed; use a whole number from 0 to 3"),
+])
+def test_receptive_field_figure_rejects_bad_geometry(panel, cells, match):
+    with pytest.raises(ValueError, match=match):
+        viz.receptive_field_figure({"net": panel}, cells=cells)
+    with pytest.raises(ValueError, match="at least one panel"):
+        viz.receptive_field_figure({})
+
+
+def test_shift_scores_figure_draws_one_line_per_class_and_the_fractions():
+    shifts = [-2, -1, 0, 1, 2]
+    scores = torch.arange(50, dtype=torch.float32).view(5, 10)
+    fig = viz.shift_scores_figure(shifts, scores, label=9, fractions={"test accuracy": [0.5, 0.6, 0.7, 0.6, 0.5]})
+    labels = _labels(fig)
+    assert "shift to the right (pixels; negative: to the left)" in labels and "class score" in labels
+    assert "fraction of the test images" in labels
+    by_name = {line.get_label(): line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")}
+    assert len(by_name) == 10
+    assert "ankle boot (true)" in by_name and by_name["ankle boot (true)"].get_linewidth() > by_name["bag"].get_linewidth()
+    assert list(by_name["trouser"].get_ydata()) == [1, 11, 21, 31, 41]
+    assert list(fig.axes[1].get_lines()[0].get_ydata()) == [0.5, 0.6, 0.7, 0.6, 0.5]
+    assert len(viz.shift_scores_figure(shifts, scores).axes) == 1                 # no fractions: one panel
+
+
+def test_shift_scores_figure_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="one row per shift"):
+        viz.shift_scores_figure([0, 1, 2], torch.zeros(2, 10))
+    with pytest.raises(ValueError, match="'accuracy' has 2 values for 3 shifts"):
+        viz.shift_scores_figure([0, 1, 2], torch.zeros(3, 10), fractions={"accuracy": [1, 1]})
+    with pytest.raises(ValueError, match="one name per class"):
+        viz.shift_scores_figure([0, 1], torch.zeros(2, 3))

@@ -1065,7 +1065,7 @@ def _report_tool():
 def test_docs_match_the_recorded_cases():
     missing = EXPECTED_IDS - set(RECORDER.cases)
     if missing:
-        pytest.skip(f"{len(missing)} case(s) did not run in this session (run the whole file to check the docs)")
+        pytest.skip(f"{len(missing)} case(s) did not run in this test run (run the whole file to check the docs)")
     tool = _report_tool()
     cases = list(RECORDER.cases.values())
     doc = DOC.read_text()
