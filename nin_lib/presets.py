@@ -219,8 +219,9 @@ def check_memory(p, device, available=None):
 # ---------------------------------------------------------------------------------------------
 # Time: one timed training step on the CPU, before a long run starts
 
-def measure_seconds_per_image(net, image_shape, batch_size=8):
-    """Seconds one training image costs on the CPU: one timed forward+backward pass on a copy of ``net``.
+def measure_seconds_per_image(net, image_shape, batch_size=8, repeats=2):
+    """Seconds one training image costs on the CPU: the fastest of ``repeats`` timed forward+backward passes on a
+    copy of ``net``.
 
     The copy runs in eval mode on zeros, so no random numbers are drawn and ``net`` is untouched.
     """
@@ -234,9 +235,12 @@ def measure_seconds_per_image(net, image_shape, batch_size=8):
         probe(X[:n]).float().sum().backward()
 
     step(1)  # warm-up: the first pass allocates
-    start = time.perf_counter()
-    step(batch_size)
-    return (time.perf_counter() - start) / batch_size
+    times = []
+    for _ in range(repeats):  # the fastest of a few: other work on the machine only ever slows a pass down
+        start = time.perf_counter()
+        step(batch_size)
+        times.append(time.perf_counter() - start)
+    return min(times) / batch_size
 
 
 def seconds_per_image(p):
@@ -253,10 +257,23 @@ def duration(seconds):
     return f"{seconds:.0f} s"
 
 
+CPU_FLOPS = 100e9  # floating-point operations a second: more than a laptop's CPU sustains training these nets
+
+
+def cpu_seconds(p, images):
+    """A lower bound on the seconds ``images`` training images of preset ``p`` take on a CPU: the training FLOPs
+    (``shapes.cost``, counted, not timed) at ``CPU_FLOPS``. Counted, so it is the same on a busy machine."""
+    net = p.build_net(meta=True)
+    flops = shapes.cost(net, p.image_size(), p.batch_size)["train_flops"] / p.batch_size
+    return images * flops / CPU_FLOPS
+
+
 def too_slow(p, images, seconds, limit):
-    """The sentence for a CPU run estimated to take ``seconds`` (more than ``limit``): what it would take, and what to do."""
-    return checks.refuse(f"on this CPU the {p.name} preset's net trains at about {images / seconds:,.1f} images/s, so "
-                         f"{images:,} training images would take about {duration(seconds)} (more than "
+    """The sentence for a CPU run estimated (``cpu_seconds``) to take more than ``limit`` seconds: why, and what to do."""
+    per_image = seconds / images * CPU_FLOPS
+    return checks.refuse(f"the {p.name} preset's net needs about {per_image / 1e9:,.2f} billion floating-point "
+                         f"operations per training image, so {images:,} training images would take at least "
+                         f"{duration(seconds)} on a CPU even at {CPU_FLOPS / 1e9:.0f} GFLOP/s (more than "
                          f"{duration(limit)}); choose fewer images or epochs, the quick preset, or a GPU")
 
 

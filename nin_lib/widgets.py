@@ -316,7 +316,7 @@ class _Progress(train.Callback):
 # Which preset value each control shows (the one map between the panel and a preset).
 PANEL_FIELDS = ("lr", "num_epochs", "batch_size", "resize", "dropout", "batch_norm", "momentum")
 MIN_STEPS = 100        # a preset's settings train at least this many steps, so that even 1,000 images learn
-CPU_LIMIT_S = 600      # on a CPU, a run estimated to take longer than this is refused with the reason
+CPU_LIMIT_S = 600      # on a CPU, a run that must take longer than this (presets.cpu_seconds) is refused with the reason
 
 
 class TrainingPanel:
@@ -423,7 +423,7 @@ class TrainingPanel:
         presets.check_memory(p, device)
         if device.type == "cpu":
             images = (p.subset or len(self.fmnist.train_labels)) * p.num_epochs
-            seconds = images * presets.seconds_per_image(p)
+            seconds = presets.cpu_seconds(p, images)
             if seconds > CPU_LIMIT_S:
                 raise presets.too_slow(p, images, seconds, CPU_LIMIT_S)
 

@@ -34,8 +34,12 @@ def test_a_run_that_fits_the_time_but_not_the_memory_is_refused(book224, monkeyp
 
 def test_a_preset_run_far_too_slow_for_the_cpu_is_one_sentence():
     p = presets.get_preset("d2l", subset=10000)
-    error = presets.too_slow(p, 100000, 20000.0, 600)
-    assert str(error) == ("on this CPU the d2l preset's net trains at about 5.0 images/s, so 100,000 training images "
-                          "would take about 6 hours (more than 10 minutes); choose fewer images or epochs, the quick "
-                          "preset, or a GPU.")
-    assert 0 < presets.seconds_per_image(presets.get_preset("quick")) < 1
+    seconds = presets.cpu_seconds(p, 100000)
+    assert seconds > 600 and seconds == presets.cpu_seconds(p, 100000)  # counted, so the same every time
+    assert str(presets.too_slow(p, 100000, seconds, 600)) == (
+        "the d2l preset's net needs about 4.51 billion floating-point operations per training image, so 100,000 "
+        "training images would take at least 75 minutes on a CPU even at 100 GFLOP/s (more than 10 minutes); "
+        "choose fewer images or epochs, the quick preset, or a GPU.")
+    quick = presets.get_preset("quick")
+    assert presets.cpu_seconds(quick, 60000) < 60 < presets.cpu_seconds(p, 60000) / 10
+    assert 0 < presets.seconds_per_image(quick) < 1

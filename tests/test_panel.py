@@ -97,7 +97,7 @@ def test_the_smallest_choice_of_images_still_trains_a_net_that_learned(fmnist):
 def test_a_run_far_too_slow_for_this_cpu_is_refused_with_the_estimate(fmnist):
     panel = widgets.training_panel(fmnist, preset="d2l", device="cpu", subset=10000)
     assert panel.train() is False and panel.thread is None
-    assert "on this CPU the d2l preset's net trains at about" in panel.error
+    assert "the d2l preset's net needs about 4.51 billion floating-point operations per training image" in panel.error
     assert "choose fewer images or epochs, the quick preset, or a GPU" in panel.error
 
 
