@@ -633,7 +633,7 @@ def describe_machine(m):
 def markdown(results):
     """The RESULTS.md section: machine, date, command, one row per lesson per mode, totals and the goal check."""
     modes = results["modes"]
-    lines = ["## Lessons top to bottom, as they are and Binder-sized", "",
+    lines = ["### Lessons top to bottom, as they are and Binder-sized", "",
              "`benchmarks/lessons.py` runs every lesson top to bottom in full mode in a fresh kernel (nbclient), "
              "once on the machine as it is (`plain`) and once in a cgroup limited like a mybinder.org pod, 1 CPU of "
              "quota and 2 GiB of memory (`binder`). Wall time counts from starting the kernel to its shutdown after "
