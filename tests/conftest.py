@@ -17,6 +17,12 @@ def fmnist():
         pytest.skip(f"Fashion-MNIST is not available here, so this test cannot run: {error}")
 
 
+@pytest.fixture
+def normal_mode(monkeypatch):
+    """Tests run under NIN_FAST=1 (make test); these need the normal mode."""
+    monkeypatch.delenv("NIN_FAST", raising=False)
+
+
 def run_cli(*args):
     """``python -m nin_lib ARGS`` in this process (``cli.main``): exit status, standard output and error."""
     from nin_lib import cli

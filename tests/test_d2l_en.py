@@ -73,12 +73,6 @@ def _named(path):
     return obj
 
 
-@pytest.fixture
-def normal_mode(monkeypatch):
-    """Tests run under NIN_FAST=1 (make test); these need the normal mode."""
-    monkeypatch.delenv("NIN_FAST", raising=False)
-
-
 @pytest.fixture(scope="module")
 def fmnist64():
     """d2l.FashionMNIST(batch_size=64) at the native 28 px (the files are read once for this module)."""

@@ -14,12 +14,6 @@ LOSS_LINE = re.compile(r"^loss \d+\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{
 SPEED_LINE = re.compile(r"^\d+\.\d examples/sec on cpu$")
 
 
-@pytest.fixture
-def normal_mode(monkeypatch):
-    """Tests run under NIN_FAST=1 (make test); these need the normal mode."""
-    monkeypatch.delenv("NIN_FAST", raising=False)
-
-
 @pytest.fixture(scope="module")
 def iters28():
     """The book's iterables at the native 28 px (cheap to go through whole)."""
