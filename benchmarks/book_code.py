@@ -285,10 +285,9 @@ def book_summary(paths):
 
 
 def fit_run(folder, name):
-    """One ``fit`` run from its record in ``folder`` (hash checked): seconds, per-epoch times, accuracies."""
+    """One ``fit`` run from its record in ``folder``: seconds, per-epoch times, accuracies."""
     from nin_lib import records
-    path = records.verify(Path(folder) / f"{name}.json")
-    record = json.loads(path.read_text())
+    record = records.load(name, folder=folder)
     history = records.history(record)
     return {"record": name, "seed": record["seed"], "seconds": record["timings"]["wall_seconds"],
             "train_seconds": record["timings"]["train_seconds"], "epoch_seconds": record["timings"]["epoch_seconds"],
@@ -428,9 +427,9 @@ def build_parser():
     p.add_argument("--batch-size", type=positive, default=None, help="dry run: the chapter's batch_size (default 128)")
     p = sub.add_parser("compare", help="one JSON of the book's runs, fit's runs and the profile")
     p.add_argument("--book", nargs="*", default=[], help="the JSON files of the book's runs")
-    p.add_argument("--records", required=True, help="the folder of fit's records (and their SHA256SUMS)")
+    p.add_argument("--records", required=True, help="the folder of fit's records")
     p.add_argument("--fit", nargs="*", default=[], help="the names of fit's records")
-    p.add_argument("--profile", default=None, help="the JSON of `python -m nin_lib bench profile`")
+    p.add_argument("--profile", default=None, help="the JSON of `python benchmarks/bench.py profile`")
     p.add_argument("--parts", default=None, help="the shell script's log of its parts")
     p.add_argument("--env", default=None, help="a text file about the machine (nvidia-smi)")
     p.add_argument("--budget", type=positive, default=None, help="the command's time budget in seconds")

@@ -15,7 +15,7 @@ date and this command (``nin_lib.experiments`` holds the logic; lesson 06 reads 
         # to the time there is (benchmarks/gpu_run.sh does). Without --full, --device cuda runs the 28-px grid.
 
 Data: NIN_DATA_DIR. The file is rewritten after every run (``complete`` stays false until the end),
-so a run cut short by a time limit keeps what it measured; its sha256 goes into the SHA256SUMS beside it.
+so a run cut short by a time limit keeps what it measured.
 Bad arguments: exit status 2, one sentence.
 """
 import shlex

@@ -8,7 +8,7 @@
 #       2. the book's own code (benchmarks/book_code.py: d2l 1.0.3's load_data_fashion_mnist + the chapter's net +
 #          train_ch6), end to end, seed 0 between fit's first and second run, seeds 1 and 2 at the end while the
 #          budget allows;
-#       3. the kernel profile of fit's steps (`python -m nin_lib bench profile --preset d2l`);
+#       3. the kernel profile of fit's steps (`python benchmarks/bench.py profile --preset d2l`);
 #       then $OUT/gpu_speed.json: the GPU, each path's seconds and test accuracies, fit's per-epoch times, the top
 #       kernels and ratio = the book's mean seconds / fit's.
 #   bash benchmarks/gpu_run.sh records   command 2, about 5 minutes:
@@ -32,13 +32,12 @@
 # in vendor/wheels (ignored):  python -m pip download d2l==1.0.3 --no-deps -d vendor/wheels
 # What comes back in $OUT (the tool returns at most 8 files of at most 16 MiB each): speed: gpu_speed.json,
 # log-speed.txt, records-speed.tar (about 12 MB: three 4-MB weights files, so at most three SEEDS); records:
-# log-records.txt, records-lessons.tar. A tar holds the records folder as the commands wrote it (records, weights,
-# SHA256SUMS) and parts-*/ (each part's own output). Bringing the records in:
+# log-records.txt, records-lessons.tar. A tar holds the records folder as the commands wrote it (records and weights;
+# each run's record keeps its weights' sha256) and parts-*/ (each part's own output). Bringing the records in:
 #   mkdir -p runs/gpu-back && for t in records-speed.tar records-lessons.tar; do tar -xf $t -C runs/gpu-back; done
 #   python -m nin_lib records list --dir runs/gpu-back/records-speed
-#   python -m nin_lib records import runs/gpu-back/records-speed --without-weights
-#   python -m nin_lib records import runs/gpu-back/records-speed d2l-gpu-seed-N.pt     (the best seed's weights only)
-#   python -m nin_lib records import runs/gpu-back/records-lessons
+#   cp runs/gpu-back/records-speed/*.json runs/gpu-back/records-lessons/*.json nin_lib/recorded/
+#   cp runs/gpu-back/records-speed/d2l-gpu-seed-N.pt nin_lib/recorded/     (the best seed's weights only)
 #
 # A CPU dry run of both (tiny 224-px subsets, one seed, a minute or two; nothing meaningful is measured):
 #   DRY_RUN=1 OUT=runs/gpu-dry bash benchmarks/gpu_run.sh speed && DRY_RUN=1 OUT=runs/gpu-dry bash benchmarks/gpu_run.sh records
@@ -197,7 +196,7 @@ speed() {
   for s in ${SEEDS#"$first_fit"}; do
     part "fit d2l seed $s" "$EST_FIT" "$LIMIT_FIT" $(fit_d2l "$s")
   done
-  part "profile" "$EST_PROFILE" "$LIMIT_PROFILE" "$PY" -m nin_lib bench profile $PROFILE_ARGS --device "$DEVICE" \
+  part "profile" "$EST_PROFILE" "$LIMIT_PROFILE" "$PY" benchmarks/bench.py profile $PROFILE_ARGS --device "$DEVICE" \
     --json "$PARTS/profile.json"
   local measured
   measured=$("$PY" -c "import json,sys; print(round(json.load(open(sys.argv[1]))['seconds']) + 10)" \

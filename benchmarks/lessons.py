@@ -809,15 +809,15 @@ def _report_line(row):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    from nin_lib import runtime
+    from nin_lib import checks, runtime
 
     if args.command is not None:
         if not args.command:
-            raise ValueError("--command needs the command to run after it, e.g. --command python -m nin_lib train")
+            raise checks.refuse("--command needs the command to run after it, e.g. --command python -m nin_lib train")
         return command_main(args.command, list(dict.fromkeys(args.modes)), args.timeout)
     lessons = resolve_lessons(args.only)
     if not lessons:
-        raise ValueError(f"there are no lessons in {_shown(NOTEBOOKS)}; add notebooks or name them with --only")
+        raise checks.refuse(f"there are no lessons in {_shown(NOTEBOOKS)}; add notebooks or name them with --only")
     modes = list(dict.fromkeys(args.modes))
     results_path = args.results or (str(Path("benchmarks") / "RESULTS.md") if args.write_results else None)
     results = {"format": 1, "complete": False, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,18 +1,19 @@
-"""The one sentence every bad argument gets (all of nin_lib): it names the value and says what is allowed.
+"""The one sentence every bad value gets (all lessons), e.g. "batch_size 0 is not allowed; use a whole number >= 1."
 
->>> whole_number("batch_size", 0, 1, 60000)
-Traceback (most recent call last):
-ValueError: batch_size 0 is not allowed; use a whole number from 1 to 60000.
-
-Each check returns the value when it is allowed, so ``n = whole_number("n", n, 1)`` reads as an assignment.
+Only a ``Refusal`` is the user's bad value (one sentence in the command line and the panels); any other exception is
+a bug. Each check returns the value when it is allowed, so ``n = whole_number("n", n, 1)`` reads as an assignment.
 """
+import argparse
 import math
 
 
+class Refusal(ValueError):
+    """A user's value that is not allowed, in one sentence naming it and what is allowed (a ValueError)."""
+
+
 def refuse(sentence):
-    """The ValueError for one sentence (a full stop is added if it has none); ``raise checks.refuse(...)``."""
-    sentence = sentence.strip()
-    return ValueError(sentence if sentence.endswith(".") else sentence + ".")
+    """The ``Refusal`` for one sentence (a full stop is added if it has none); ``raise checks.refuse(...)``."""
+    return Refusal(sentence.strip().removesuffix(".") + ".")
 
 
 def _named(name, value):
@@ -24,52 +25,34 @@ def is_whole(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value):
-    """A finite int or float that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def whole_number(name, value, low=None, high=None, *, unit="", none=False):
-    """``value`` if it is a whole number in [low, high] (either end may be open-ended: None), else the sentence.
-
-    ``unit`` words the allowed values ("of pixels"); ``none=True`` also allows None.
-    """
+    """``value`` if it is a whole number in [low, high] (None: open-ended; none=True: None too), else the sentence."""
     if value is None and none:
         return value
     if is_whole(value) and (low is None or value >= low) and (high is None or value <= high):
         return value
-    what = f"a whole number{' ' + unit if unit else ''}"
-    if low is not None and high is not None:
-        allowed = f"{what} from {low} to {high}"
-    elif low is not None:
-        allowed = f"{what} >= {low}"
+    allowed = f"a whole number{' ' + unit if unit else ''}"  # unit: "of pixels"
+    if low is not None:
+        allowed += f" from {low} to {high}" if high is not None else f" >= {low}"
     elif high is not None:
-        allowed = f"{what} <= {high}"
-    else:
-        allowed = what
-    if none:
-        allowed += " or None"
+        allowed += f" <= {high}"
+    allowed += " or None" if none else ""
     raise refuse(f"{_named(name, value)} is not allowed; use {allowed}")
 
 
 def number(name, value, low=None, high=None, *, low_open=False, high_open=False, example=None):
-    """``value`` if it is a finite number in the interval from ``low`` to ``high`` (open ends as asked), else the
-    sentence, e.g. "momentum 1.0 is not allowed; use a number in [0, 1)." ``example`` is added as "such as …"."""
-    ok = is_number(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if ok:
+    """``value`` if it is a finite number from ``low`` to ``high`` (open ends as asked), else the sentence."""
+    if (is_whole(value) or isinstance(value, float)) and math.isfinite(value) and (
+            low is None or (value > low if low_open else value >= low)) and (
+            high is None or (value < high if high_open else value <= high)):
         return value
+    allowed = "a finite number"
     if low is not None and high is not None:
         allowed = f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     elif low is not None:
-        allowed = f"a finite number {'>' if low_open else '>='} {low}"
+        allowed += f" {'>' if low_open else '>='} {low}"
     elif high is not None:
-        allowed = f"a finite number {'<' if high_open else '<='} {high}"
-    else:
-        allowed = "a finite number"
+        allowed += f" {'<' if high_open else '<='} {high}"
     if example is not None:
         allowed += f", such as {example}"
     raise refuse(f"{_named(name, value)} is not allowed; use {allowed}")
@@ -101,28 +84,21 @@ def auto_flag(name, value):
     raise refuse(f"{_named(name, value)} is not allowed; use 'auto', True or False")
 
 
-# ---------------------------------------------------------------------------------------------
 # The same sentences for command-line text (argparse ``type=`` functions)
-
 def whole_number_text(low=None):
     """An argparse type: text that is a whole number, at least ``low`` when given."""
-    import argparse
-
     def parse(text):
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        try:
-            return whole_number(None, value, low)
-        except ValueError as error:
+            return whole_number(None, int(text), low)
+        except Refusal as error:
             raise argparse.ArgumentTypeError(str(error).rstrip(".")) from None
+        except ValueError:  # int() cannot read the text
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     return parse
 
 
 def number_text(text):
     """An argparse type: text that is a number (its range is the library's to check)."""
-    import argparse
     try:
         return float(text)
     except ValueError:

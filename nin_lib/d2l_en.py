@@ -1,31 +1,16 @@
-"""d2l-en's object API on nin_lib (lesson 00).
-
-The English edition's NiN section takes ``Classifier``, ``Trainer``, ``FashionMNIST`` and ``init_cnn`` from
-``d2l.torch`` (with ``Module``, ``DataModule``, ``HyperParameters`` and ``ProgressBoard`` behind them). Here they keep
-d2l 1.0's signatures and meaning and run on nin_lib; ``from nin_lib import d2l`` re-exports them:
-
-* ``FashionMNIST`` serves ``book.BookBatches``: uint8 images resized a whole batch at a time, moved once to the
-  training device, where they stay;
-* ``Trainer.fit`` trains through ``train.fit`` (bf16 autocast and channels_last on CUDA; a stop or an interrupt
-  keeps the model and ``trainer.history``), with the model's ``forward``, ``loss`` and ``configure_optimizers``;
-  the model's board gets d2l's points (train_loss twice an epoch, val_loss and val_acc once) from the very
-  batches nin_lib's loop trains and evaluates on, so nothing runs twice;
-* NIN_FAST=1 and a slow CPU cut the run exactly as they cut d2l-zh's ``train_ch6`` (``book.plan_run``), said in the
-  same one printed line; apart from that line d2l-en prints nothing, and neither does this.
-"""
+"""d2l-en's object API on nin_lib (lesson 00), with d2l 1.0's signatures and meaning: ``FashionMNIST`` serves
+``book.BookBatches``; ``Trainer.fit`` plans and trains as d2l-zh's ``train_ch6`` does (``book.prepare_run``, then
+``book.fit``) with the model's ``forward``, ``loss`` and ``configure_optimizers``, the board fed from the very batches
+it trains on."""
 import inspect
-from collections import OrderedDict, namedtuple
+from collections import namedtuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import checks, data, runtime, train, viz
-from .book import BookBatches, book_batches, check_input, prepare_run
+from . import book, checks, data, runtime, shapes, train, viz
 
-
-# ---------------------------------------------------------------------------------------------
-# d2l-en: hyper-parameters and the progress board
 
 class HyperParameters:
     """d2l's ``HyperParameters`` (lesson 00): ``save_hyperparameters()`` keeps the caller's arguments as attributes."""
@@ -33,11 +18,7 @@ class HyperParameters:
     def save_hyperparameters(self, ignore=()):
         """Store the calling function's arguments (all but ``self``, ``ignore`` and names starting with _) as
         attributes and in ``self.hparams``."""
-        frame = inspect.currentframe().f_back
-        try:
-            _, _, _, local_vars = inspect.getargvalues(frame)
-        finally:
-            del frame
+        local_vars = inspect.currentframe().f_back.f_locals
         skip = set(ignore) | {"self"}
         self.hparams = {k: v for k, v in local_vars.items() if k not in skip and not k.startswith("_")}
         for k, v in self.hparams.items():
@@ -47,18 +28,9 @@ class HyperParameters:
 Point = namedtuple("Point", ["x", "y"])
 
 
-def _mean(values):
-    """The mean of numbers or one-element tensors as a float (one wait for the GPU, however many values)."""
-    values = list(values)
-    return float(sum(values) / len(values))
-
-
 class ProgressBoard(HyperParameters):
-    """d2l's ``ProgressBoard`` (lesson 00): ``draw(x, y, label, every_n)`` adds a point to curve ``label`` and, every
-    ``every_n`` points, draws their mean. ``data`` holds the drawn points per label (d2l's ``Point(x, y)``);
-    ``curves`` is the ``viz.LiveCurves`` that shows them: updated in place in a notebook, quiet in a script.
-    It draws into its own figure, on linear axes.
-    """
+    """d2l's ``ProgressBoard`` (lesson 00): ``draw(x, y, label, every_n)`` draws the mean of every ``every_n`` points
+    of curve ``label`` (kept in ``data``) on a ``viz.LiveCurves`` of its own (``curves``), on linear axes."""
 
     def __init__(self, xlabel=None, ylabel=None, xlim=None, ylim=None, xscale="linear", yscale="linear",
                  ls=("-", "--", "-.", ":"), colors=("C0", "C1", "C2", "C3"), fig=None, axes=None, figsize=(3.5, 2.5),
@@ -69,30 +41,24 @@ class ProgressBoard(HyperParameters):
             raise checks.refuse("ProgressBoard draws into a figure of its own here (nin_lib.viz.LiveCurves); "
                                 "leave fig and axes as None")
         self.save_hyperparameters()
-        self.curves = None
+        self.raw_points, self.data, self.curves = {}, {}, None
 
     def draw(self, x, y, label, every_n=1):
-        """Add the point (x, y) to curve ``label``; every ``every_n`` points, draw their mean."""
+        """Add the point (x, y) to curve ``label``; every ``every_n`` points, draw their mean (one float each: one
+        wait for the GPU however many points) on the live curves, a new label adding a curve."""
         checks.whole_number("every_n", every_n, 1)
-        if not hasattr(self, "raw_points"):
-            self.raw_points, self.data = OrderedDict(), OrderedDict()
         points = self.raw_points.setdefault(label, [])
-        line = self.data.setdefault(label, [])
         points.append(Point(x, y))
         if len(points) < every_n:
             return
-        line.append(Point(_mean(p.x for p in points), _mean(p.y for p in points)))
+        n = len(points)
+        point = Point(float(sum(p.x for p in points) / n), float(sum(p.y for p in points) / n))
+        self.data.setdefault(label, []).append(point)
         points.clear()
-        self._show(label, line[-1])
-
-    def _show(self, label, point):
-        """Put the new point on the live curves, adding a curve for a new label, and redraw."""
         if self.curves is None:
-            self.curves = viz.LiveCurves((label,), title="", show="auto" if self.display else False)
-            self.curves.STYLES, self.curves.COLORS = tuple(self.ls), tuple(self.colors)
-        elif label not in self.curves.points:
-            self.curves.names += (label,)
-            self.curves.points[label] = ([], [])
+            self.curves = viz.LiveCurves((label,), title="", show="auto" if self.display else False,
+                                         styles=self.ls, colors=self.colors)
+        self.curves.add_curve(label)
         c = self.curves
         c.xlabel, c.ylabel, c.figsize = self.xlabel or "", self.ylabel or "", self.figsize
         c.xlim = tuple(self.xlim) if self.xlim is not None else None
@@ -101,16 +67,10 @@ class ProgressBoard(HyperParameters):
         c.draw()
 
 
-# ---------------------------------------------------------------------------------------------
-# d2l-en: models
-
 class Module(nn.Module, HyperParameters):
-    """d2l's ``Module`` (lesson 00): a model with its ``net``, ``loss``, optimiser and progress board.
-
-    ``training_step`` and ``validation_step`` are d2l's; ``Trainer.fit`` runs nin_lib's loop, which makes the
-    forward pass itself and hands the result to ``training_loss`` and ``validation_scores`` (the rest of those
-    two steps), so change ``forward`` or ``loss`` rather than the steps.
-    """
+    """d2l's ``Module`` (lesson 00): a model with its ``net``, ``loss``, optimiser and progress board. ``Trainer.fit``
+    makes the forward pass itself and hands it to ``training_loss`` and ``validation_scores`` (the rest of d2l's
+    ``training_step`` and ``validation_step``): change ``forward`` or ``loss`` rather than the steps."""
 
     def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
         super().__init__()
@@ -172,8 +132,8 @@ class Module(nn.Module, HyperParameters):
         ``self.net``. The pass uses the first example of each input: the shapes need no more."""
         device = next(self.parameters(), torch.zeros(())).device
         inputs = [x[:1].to(device) if isinstance(x, torch.Tensor) and x.dim() else x for x in inputs]
-        if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 4 and "net" in self._modules:
-            check_input(self.net, tuple(inputs[0].shape[1:]))
+        if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 4:
+            shapes.check_input(self.net if "net" in self._modules else self, inputs[0].shape)
         with torch.no_grad():
             self.forward(*inputs)
         if init is not None:
@@ -202,9 +162,8 @@ class Classifier(Module):
 
     def layer_summary(self, X_shape):
         """Print each layer of ``self.net`` and the shape of its output for a random input of ``X_shape``."""
-        X_shape = tuple(X_shape)
         if len(X_shape) == 4:
-            check_input(self.net, X_shape[1:])
+            shapes.check_input(self.net, X_shape)
         X = torch.randn(*X_shape, device=next(self.parameters(), torch.zeros(())).device)
         with torch.no_grad():
             for layer in self.net:
@@ -219,15 +178,9 @@ def init_cnn(module):
         nn.init.xavier_uniform_(module.weight)
 
 
-# ---------------------------------------------------------------------------------------------
-# d2l-en: data
-
 class DataModule(HyperParameters):
-    """d2l's ``DataModule`` (lesson 00): ``get_dataloader(train)``, ``train_dataloader()``, ``val_dataloader()``.
-
-    root: where the data files are (None: ``NIN_DATA_DIR`` or the cache folder); num_workers is kept for d2l's
-    signature: batches are made on the device, without worker processes.
-    """
+    """d2l's ``DataModule`` (lesson 00); ``root``: the data folder (None: ``NIN_DATA_DIR``); ``num_workers`` is kept
+    for d2l's signature (batches are made on the device, without worker processes)."""
 
     def __init__(self, root=None, num_workers=4):
         self.save_hyperparameters()
@@ -253,19 +206,15 @@ def _square_side(resize):
 
 
 class FashionMNIST(DataModule):
-    """d2l's ``FashionMNIST`` on nin_lib's batches (lesson 00): 60,000 training and 10,000 validation images in
-    [0, 1], resized to ``resize``, the training batches reshuffled every pass (``torch.manual_seed`` makes the
-    order repeatable), the validation batches in order.
-
-    ``get_dataloader(train)`` returns ``BookBatches``, the same object each time: the uint8 images are resized a
-    whole batch at a time, and ``Trainer.fit`` moves them once to its device, where they stay.
-    """
+    """d2l's ``FashionMNIST`` on nin_lib's batches (lesson 00): ``get_dataloader(train)`` returns the same
+    ``BookBatches`` each time, images in [0, 1] resized to ``resize`` a whole batch at a time, the training batches
+    reshuffled every pass (``torch.manual_seed`` makes the order repeatable)."""
 
     def __init__(self, batch_size=64, resize=(28, 28)):
         super().__init__()
         self.save_hyperparameters()
         checks.whole_number("batch_size", batch_size, 1)
-        self._train, self._val = book_batches(batch_size, _square_side(resize), self.root)
+        self._train, self._val = book.load_data_fashion_mnist(batch_size, _square_side(resize), self.root)
 
     def text_labels(self, indices):
         """The class names of label indices."""
@@ -283,29 +232,12 @@ class FashionMNIST(DataModule):
                          cbar_label="brightness (0 to 1)", size=1.5)
 
 
-# ---------------------------------------------------------------------------------------------
-# d2l-en: the trainer
-
-class _Counters(train.Callback):
-    """Keeps ``Trainer.epoch`` and ``Trainer.train_batch_idx`` as d2l's loop does (``Module.plot`` reads them)."""
-
-    def __init__(self, trainer):
-        self.trainer = trainer
-
-    def on_batch_end(self, step):
-        self.trainer.epoch = step.epoch - 1
-        self.trainer.train_batch_idx += 1
-
-
 class _Validation:
     """The validation batches as ``train.fit`` evaluates on them, with d2l's ``validation_step`` on top: while the
     evaluation goes through them, every batch's scores go to ``model.validation_scores`` (one forward pass)."""
 
     def __init__(self, trainer, batches):
         self.trainer, self.batches, self.labels = trainer, batches, None
-
-    def __len__(self):
-        return len(self.batches)
 
     def __iter__(self):
         handle = self.trainer.model.register_forward_hook(self._score)
@@ -324,28 +256,11 @@ class _Validation:
         self.trainer.val_batch_idx += 1
 
 
-def _check_model(model):
-    """A d2l ``Module`` whose steps are the ones ``Trainer.fit`` carries out."""
-    if not isinstance(model, Module):
-        raise checks.refuse(f"Trainer.fit trains a d2l.Module such as d2l.Classifier, not a {type(model).__name__}")
-    for name in ("training_step", "validation_step"):
-        if getattr(type(model), name) is not getattr(Module, name):
-            raise checks.refuse(f"{type(model).__name__} defines its own {name}, which this Trainer does not call (it "
-                                "makes the forward pass itself, then uses the model's loss); change loss or forward "
-                                "instead")
-
-
-def _has_lazy_layers(model):
-    return any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
-
-
-class Trainer(HyperParameters):
-    """d2l's ``Trainer`` (lesson 00): ``Trainer(max_epochs, num_gpus=0, gradient_clip_val=0).fit(model, data)``.
-
-    It trains on the first GPU when ``num_gpus`` >= 1 and there is one (with fewer GPUs than asked it uses those
-    there are, and none means the CPU, as d2l does). ``fit`` runs ``train.fit``; ``gradient_clip_val`` > 0 clips
-    the gradients' total norm to it; ``history`` holds the ``train.History`` of the last run.
-    """
+class Trainer(HyperParameters, train.Callback):
+    """d2l's ``Trainer`` (lesson 00): ``Trainer(max_epochs, num_gpus=0, gradient_clip_val=0).fit(model, data)`` runs
+    ``train.fit`` on the first GPU if asked and there (else the CPU, as d2l does), clipping the gradients' norm to
+    ``gradient_clip_val`` if > 0; ``history`` holds the ``train.History`` of the last run. It is also that run's
+    callback, counting ``epoch`` and ``train_batch_idx`` as d2l's loop does (``Module.plot`` reads them)."""
 
     def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0):
         checks.whole_number("max_epochs", max_epochs, 1)
@@ -355,15 +270,13 @@ class Trainer(HyperParameters):
         self.gpus = [torch.device(f"cuda:{i}") for i in range(min(num_gpus, torch.cuda.device_count()))]
         self.history = None
 
+    num_train_batches = property(lambda self: len(self.train_dataloader))
+    num_val_batches = property(lambda self: len(self.val_dataloader) if self.val_dataloader is not None else 0)
+
     def prepare_data(self, data):
-        """Take the data module's loaders and count their batches."""
+        """Take the data module's loaders (``num_train_batches`` and ``num_val_batches`` count their batches)."""
         self.train_dataloader = data.train_dataloader()
         self.val_dataloader = data.val_dataloader()
-        self._count_batches()
-
-    def _count_batches(self):
-        self.num_train_batches = len(self.train_dataloader)
-        self.num_val_batches = len(self.val_dataloader) if self.val_dataloader is not None else 0
 
     def prepare_model(self, model):
         """Tie the model to this trainer (its board's x axis spans the epochs that will run)."""
@@ -373,22 +286,28 @@ class Trainer(HyperParameters):
 
     def fit(self, model, data):
         """Train ``model`` on ``data``; the trained weights stay in ``model``, the results go to ``self.history``."""
-        _check_model(model)
+        if not isinstance(model, Module):
+            raise checks.refuse(f"Trainer.fit trains a d2l.Module such as d2l.Classifier, not a {type(model).__name__}")
+        for name in ("training_step", "validation_step"):
+            if getattr(type(model), name) is not getattr(Module, name):
+                raise checks.refuse(f"{type(model).__name__} defines its own {name}, which this Trainer does not call "
+                                    "(it makes the forward pass itself, then uses the model's loss); change loss or "
+                                    "forward instead")
         self.prepare_data(data)
-        net = model.net if "net" in model._modules else model
-        if isinstance(self.train_dataloader, BookBatches):
-            check_input(net, self.train_dataloader.image_shape)
-        if _has_lazy_layers(model):  # as d2l's first training batch would: shapes from a batch
-            model.apply_init([next(iter(self.train_dataloader))[0]])
+        if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
+            model.apply_init([next(iter(self.train_dataloader))[0]])  # shapes from a batch, as d2l's first step
         self.optim = model.configure_optimizers()
         device = runtime.pick_device(self.gpus[0] if self.gpus else "cpu")
-        plan = prepare_run(net, self.train_dataloader, self.val_dataloader, self.max_epochs, device)
+        plan = book.prepare_run(model.net if "net" in model._modules else model, self.train_dataloader,
+                                self.val_dataloader, self.max_epochs, device)
         self.train_dataloader, self.val_dataloader, self.num_epochs = plan.train_iter, plan.test_iter, plan.num_epochs
-        self._count_batches()
         self.prepare_model(model)
         self.epoch = self.train_batch_idx = self.val_batch_idx = 0
-        validation = _Validation(self, self.val_dataloader) if self.val_dataloader is not None else None
-        self.history = train.fit(model, self.train_dataloader, validation, num_epochs=self.num_epochs,
-                                 optimizer=self.optim, loss=model.training_loss, device=device,
-                                 callbacks=[_Counters(self)], progress=False,
-                                 grad_clip=self.gradient_clip_val if self.gradient_clip_val > 0 else None)
+        validation = _Validation(self, plan.test_iter) if plan.test_iter is not None else None
+        clip = [train.GradClip(self.gradient_clip_val)] if self.gradient_clip_val > 0 else []
+        self.history = book.fit(model, plan._replace(test_iter=validation), device, self.optim, model.training_loss,
+                                [self, *clip])
+
+    def on_batch_end(self, run):
+        self.epoch = run.epoch
+        self.train_batch_idx += 1

@@ -1,25 +1,13 @@
-"""Named, validated hyper-parameter sets (lesson 05): ``d2l``, ``improved`` and ``quick``.
-
->>> p = get_preset("quick").with_overrides(num_epochs=2)
->>> run = build_run(p)            # net, optimiser, scheduler, batches on the device
->>> history = run.fit()
-
-Every value is checked when a preset is made or changed: a bad one raises ValueError with one
-sentence naming the value and what is allowed.
-"""
-import dataclasses
-from dataclasses import dataclass, fields
+"""Named, checked training recipes (lesson 05): ``d2l``, ``improved`` and ``quick``, and the ``Run`` built from one."""
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
 
-from . import checks, models, runtime, shapes, train
+from . import checks, models, resources, runtime, shapes, train
 from . import data as data_mod
-from .runtime import available_memory
 
-SCHEDULES = ("constant", "onecycle", "cosine")
-OPTIMIZERS = ("sgd", "adamw")
-INITS = ("xavier", "default")
+MAX_RESIZE = 1024  # the largest image side a preset accepts
 
 
 @dataclass(frozen=True)
@@ -67,71 +55,58 @@ class Preset:
         validate(self)
 
     def with_overrides(self, **overrides):
-        """A copy with some values changed (validated), e.g. ``with_overrides(lr=0.05, num_epochs=3)``."""
+        """A copy with some values changed (checked), e.g. ``with_overrides(lr=0.05, num_epochs=3)``."""
         known = {f.name for f in fields(self)}
         for key in overrides:
             if key not in known:
                 raise checks.refuse(f"setting {key!r} is not known; choose from {', '.join(sorted(known))}")
-        return dataclasses.replace(self, **overrides)
+        return replace(self, **overrides)
 
     def to_dict(self):
         """The preset as a plain dict (stored in histories and checkpoints)."""
-        return dataclasses.asdict(self)
+        return asdict(self)
 
     def image_size(self):
         """The side of the images the net sees (``resize``, or 28 without resizing)."""
         return self.resize if self.resize is not None else 28
 
+    def image_shape(self):
+        """The shape of one image the net sees: (1, side, side)."""
+        return (1, self.image_size(), self.image_size())
+
     def net_options(self):
         """The arguments of ``models.nin`` this preset stands for (the one way from a preset to its net)."""
         return dict(arch=self.arch, width=self.width, batch_norm=self.batch_norm, dropout=self.dropout,
                     num_1x1=self.num_1x1, mlp_kernel=self.mlp_kernel, final_relu=self.final_relu, head=self.head,
-                    hidden=self.fc_hidden,
-                    input_size=self.image_size())
+                    hidden=self.fc_hidden, input_size=self.image_size())
 
-    def build_net(self, meta=False):
-        """The NiN this preset trains, initialised (Xavier-uniform like the book, or PyTorch's default).
-
-        ``meta=True`` builds it on the meta device instead: shapes only, no memory, no random numbers drawn
-        (the image-size check and the memory estimate). ``final_relu=False`` drops the ReLU on the class
-        scores (a class whose scores all fall below 0 would otherwise get no gradient: a "dead class", the
-        main cause of the seed recipe's run-to-run spread).
-        """
-        if meta:
-            with torch.device("meta"):
-                return models.nin(**self.net_options())
-        net = models.nin(**self.net_options())
+    def build_net(self, device=None):
+        """The preset's NiN, Xavier- or default-initialised; ``device='meta'``: shapes only, no memory, no RNG."""
+        with torch.device(device or "cpu"):
+            net = models.nin(**self.net_options())
         return models.init_xavier(net) if self.init == "xavier" else net
 
     def __str__(self):
-        keys = ("arch", "width", "batch_norm", "num_1x1", "final_relu", "dropout", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-                "schedule", "label_smoothing", "batch_size", "num_epochs", "resize", "flip", "subset", "seed")
+        keys = ("arch", "width", "batch_norm", "num_1x1", "final_relu", "dropout", "optimizer", "lr", "momentum",
+                "nesterov", "weight_decay", "schedule", "label_smoothing", "batch_size", "num_epochs", "resize", "flip",
+                "subset", "seed")
         return f"{self.name}: " + ", ".join(f"{k}={getattr(self, k)}" for k in keys)
 
 
-# ---------------------------------------------------------------------------------------------
-# Validation: one sentence per bad value (``checks``)
-
 def validate(p):
-    """Check every value of a preset; raise ValueError naming the first bad one and what is allowed."""
+    """Check a preset's values, then its net's (``models.nin``, on the meta device); a ``Refusal`` names the first."""
+    sizes = data_mod.SPLIT_SIZES  # the data's split sizes bound the batch and subset sizes
     checks.learning_rate(p.lr)
-    checks.whole_number("batch_size", p.batch_size, 1, 60000)
-    checks.whole_number("num_epochs", p.num_epochs, 1, 1000)
-    checks.whole_number("eval_batch_size", p.eval_batch_size, 1, 10000)
-    checks.whole_number("seed", p.seed, 0)
-    for key in ("momentum", "weight_decay", "label_smoothing", "dropout"):
+    for key, low, high in (("batch_size", 1, sizes["train"]), ("num_epochs", 1, 1000), ("seed", 0, None),
+                           ("eval_batch_size", 1, sizes["test"]), ("fc_hidden", 1, 65536)):
+        checks.whole_number(key, getattr(p, key), low, high)
+    checks.whole_number("threads", p.threads, 1, 256, none=True)
+    for key in ("momentum", "weight_decay", "label_smoothing"):
         checks.number(key, getattr(p, key), 0, 1, high_open=True)
-    checks.number("width", p.width, 0, 4, low_open=True)
-    checks.whole_number("num_1x1", p.num_1x1, 0, 4)
-    checks.choice("mlp_kernel", p.mlp_kernel, (1, 3))
-    checks.whole_number("fc_hidden", p.fc_hidden, 1, 65536)
-    checks.choice("arch", p.arch, tuple(models.ARCHS))
-    checks.choice("head", p.head, models.HEADS)
-    checks.choice("schedule", p.schedule, SCHEDULES)
-    checks.choice("optimizer", p.optimizer, OPTIMIZERS)
-    checks.choice("init", p.init, INITS)
-    checks.choice("device", p.device, runtime.DEVICES)
-    for key in ("batch_norm", "final_relu", "nesterov", "flip", "compile"):
+    for key, allowed in (("schedule", ("constant", "onecycle", "cosine")), ("optimizer", ("sgd", "adamw")),
+                         ("init", ("xavier", "default")), ("device", runtime.DEVICES)):
+        checks.choice(key, getattr(p, key), allowed)
+    for key in ("batch_norm", "nesterov", "flip", "compile"):
         checks.flag(key, getattr(p, key))
     for key in ("amp", "channels_last"):
         checks.auto_flag(key, getattr(p, key))
@@ -140,167 +115,63 @@ def validate(p):
                             "nesterov=False")
     if p.nesterov and p.optimizer != "sgd":
         raise checks.refuse(f"nesterov=True works with optimizer 'sgd' only, not {p.optimizer!r}; set nesterov=False")
-    if p.subset is not None:
-        checks.whole_number("subset", p.subset, 1, 60000)
-        if p.batch_size > p.subset:
-            raise checks.refuse(f"batch_size {p.batch_size} is larger than the subset of {p.subset} training images; "
-                                f"use a batch size of at most {p.subset}")
-    checks.whole_number("test_subset", p.test_subset, 1, 10000, none=True)
-    if p.resize is not None:
-        _check_resize(p)
-    checks.whole_number("threads", p.threads, 1, 256, none=True)
-    check_image_size(p)
-
-
-def check_image_size(p):
-    """Raise ValueError if the preset's image size is too small for its net (shapes.check_input_size)."""
+    if checks.whole_number("subset", p.subset, 1, sizes["train"], none=True) and p.batch_size > p.subset:
+        raise checks.refuse(f"batch_size {p.batch_size} is larger than the subset of {p.subset} training images; "
+                            f"use a batch size of at most {p.subset}")
+    checks.whole_number("test_subset", p.test_subset, 1, sizes["test"], none=True)
+    if checks.is_whole(p.resize) and p.resize > MAX_RESIZE:
+        raise checks.refuse(f"resize {p.resize} is not allowed; use a whole number from 1 to {MAX_RESIZE} (at "
+                            f"{p.resize}×{p.resize} px one training step of batch_size {p.batch_size} would need "
+                            f"about {resources.gib(memory_estimate(p))})")
+    checks.whole_number("resize", p.resize, 1, MAX_RESIZE, none=True)
     try:
-        shapes.check_input_size(p.build_net(meta=True), p.image_size())
-    except shapes.InputTooSmallError as e:
+        shapes.check_input_size(p.build_net("meta"), p.image_size())
+    except shapes.InputSizeError as e:
         raise checks.refuse(f"image size {p.image_size()} is too small for the {p.name} preset's net: {e}") from None
 
 
-# ---------------------------------------------------------------------------------------------
-# Memory: an estimate before anything is allocated
-
-MAX_RESIZE = 1024  # the largest image side a preset accepts
+def _memory_options(p, bf16=False):
+    return dict(optimizer_slots=2 if p.optimizer == "adamw" else int(p.momentum > 0), bf16=bf16)
 
 
-def _check_resize(p):
-    """``resize`` must be a whole number from 1 to MAX_RESIZE; a larger one is refused with its memory estimate."""
-    v = p.resize
-    if checks.is_whole(v) and v > MAX_RESIZE:
-        need = memory_estimate(p, size=v)
-        at = (f" (at {v}×{v} px one training step of batch_size {p.batch_size} would need about {_bytes(need)})"
-              if need is not None else "")
-        raise checks.refuse(f"resize {v} is not allowed; use a whole number from 1 to {MAX_RESIZE}{at}")
-    checks.whole_number("resize", v, 1, MAX_RESIZE)
-
-
-def _bytes(n):
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n / 1e3:,.1f} kB"
-
-
-def memory_estimate(p, size=None, batch_size=None, bf16=False):
-    """Bytes one training step of preset ``p`` needs (``shapes.cost`` on a meta-device net: nothing is
-    allocated); None if it cannot be estimated (lesson 05)."""
-    try:
-        net = p.build_net(meta=True)
-        slots = 2 if p.optimizer == "adamw" else int(p.momentum > 0)
-        c = shapes.cost(net, size or p.image_size(), batch_size or p.batch_size, optimizer_slots=slots,
-                        dtype=torch.bfloat16 if bf16 else torch.float32)
-    except (ValueError, RuntimeError, OverflowError):
-        return None
-    return c["train_bytes"]
+def memory_estimate(p, bf16=False):
+    """Bytes one training step of preset ``p`` needs (``resources.step_bytes``); None if it cannot be told."""
+    return resources.step_bytes(p.build_net("meta"), p.image_shape(), p.batch_size, **_memory_options(p, bf16))
 
 
 def check_memory(p, device, available=None):
-    """Raise ValueError, before anything is allocated, if one training step of ``p`` needs more memory than
-    ``device`` has free (``available`` bytes; default: measured now); the sentence says what fits (lesson 05)."""
-    device = torch.device(device)
-    free = available_memory(device) if available is None else available
-    bf16 = device.type == "cuda" and p.amp in ("auto", True)
-    need = memory_estimate(p, bf16=bf16)
-    if free is None or need is None or need <= free:
-        return
-    one = memory_estimate(p, batch_size=1, bf16=bf16)
-    per_image = max(1, memory_estimate(p, batch_size=2, bf16=bf16) - one)
-    most = (free - (one - per_image)) // per_image
-    fits = (f"use a batch size of at most {most:,} at this image size, or a smaller image size" if most >= 1 else
-            "not even one image of this size fits, so use a smaller image size")
-    raise checks.refuse(f"image size {p.image_size()} with batch_size {p.batch_size} needs about {_bytes(need)} for one "
-                        f"training step (estimated before allocating anything) but this {device.type} has only "
-                        f"{_bytes(free)} free; {fits}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Time: one timed training step on the CPU, before a long run starts
-
-def measure_seconds_per_image(net, image_shape, batch_size=8, repeats=2):
-    """Seconds one training image costs on the CPU: the fastest of ``repeats`` timed forward+backward passes on a
-    copy of ``net``.
-
-    The copy runs in eval mode on zeros, so no random numbers are drawn and ``net`` is untouched.
-    """
-    import copy
-    import time
-
-    probe = copy.deepcopy(net).to("cpu").eval()
-    X = torch.zeros((batch_size, *image_shape))
-
-    def step(n):
-        probe(X[:n]).float().sum().backward()
-
-    step(1)  # warm-up: the first pass allocates
-    times = []
-    for _ in range(repeats):  # the fastest of a few: other work on the machine only ever slows a pass down
-        start = time.perf_counter()
-        step(batch_size)
-        times.append(time.perf_counter() - start)
-    return min(times) / batch_size
+    """``resources.check_memory`` for one training step of preset ``p`` on ``device`` (lesson 07)."""
+    return resources.check_memory(p.build_net("meta"), p.image_shape(), p.batch_size, device, available=available,
+                                  **_memory_options(p, runtime.uses_amp(p.amp, device)))
 
 
 def seconds_per_image(p):
-    """``measure_seconds_per_image`` for the net of preset ``p`` at its image size."""
-    return measure_seconds_per_image(p.build_net(), (1, p.image_size(), p.image_size()))
+    """At least how long one training image of preset ``p`` takes a CPU (``resources.seconds_per_image``)."""
+    return resources.seconds_per_image(p.build_net("meta"), p.image_shape())
 
 
-def duration(seconds):
-    """A duration in words: '45 s', '12 minutes', '26 hours'."""
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.0f} hours"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds:.0f} s"
+def check_cpu_time(p, images, limit=resources.CPU_LIMIT_S):
+    """Refuse a CPU run of ``images`` training images of preset ``p`` estimated to take more than ``limit`` s."""
+    return resources.check_cpu_time(p.build_net("meta"), p.image_shape(), images, limit=limit,
+                                    what=f"the {p.name} preset's net")
 
 
-CPU_FLOPS = 100e9  # floating-point operations a second: more than a laptop's CPU sustains training these nets
-
-
-def cpu_seconds(p, images):
-    """A lower bound on the seconds ``images`` training images of preset ``p`` take on a CPU: the training FLOPs
-    (``shapes.cost``, counted, not timed) at ``CPU_FLOPS``. Counted, so it is the same on a busy machine."""
-    net = p.build_net(meta=True)
-    flops = shapes.cost(net, p.image_size(), p.batch_size)["train_flops"] / p.batch_size
-    return images * flops / CPU_FLOPS
-
-
-def too_slow(p, images, seconds, limit):
-    """The sentence for a CPU run estimated (``cpu_seconds``) to take more than ``limit`` seconds: why, and what to do."""
-    per_image = seconds / images * CPU_FLOPS
-    return checks.refuse(f"the {p.name} preset's net needs about {per_image / 1e9:,.2f} billion floating-point "
-                         f"operations per training image, so {images:,} training images would take at least "
-                         f"{duration(seconds)} on a CPU even at {CPU_FLOPS / 1e9:.0f} GFLOP/s (more than "
-                         f"{duration(limit)}); choose fewer images or epochs, the quick preset, or a GPU")
-
-
-# ---------------------------------------------------------------------------------------------
-# The presets
-
-PRESETS = {
-    "d2l": Preset(
-        name="d2l",
-        description="the seed's recipe exactly: NiN at 224 px, Xavier init, SGD lr 0.1, batch 128, 10 epochs",
-        arch=224, width=1.0, batch_norm=False, dropout=0.5, init="xavier",
-        lr=0.1, momentum=0.0, schedule="constant",
-        batch_size=128, num_epochs=10, resize=224, flip=False),
+PRESETS = {  # the presets; a Preset's defaults are the seed's recipe
+    "d2l": Preset(name="d2l", description="the seed's recipe exactly: NiN at 224 px, Xavier init, SGD lr 0.1, "
+                                          "batch 128, 10 epochs"),
     "improved": Preset(
         name="improved",
         description="the seed's net with BatchNorm, no ReLU on the class scores, Nesterov momentum, weight "
                     "decay, a one-cycle schedule, label smoothing and random flips (224 px, 10 epochs, for a GPU)",
-        arch=224, width=1.0, batch_norm=True, dropout=0.5, init="xavier",
-        final_relu=False, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle",
-        label_smoothing=0.1, batch_size=128, num_epochs=10, resize=224, flip=True),
+        batch_norm=True, final_relu=False, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle",
+        label_smoothing=0.1, flip=True),
     "quick": Preset(
         name="quick",
         description="a 28-px NiN at a quarter of the width with one 1×1 conv per block, BatchNorm and a "
-                    "one-cycle schedule, one epoch over the 60,000 images: sized to train usefully on a CPU",
+                    "one-cycle schedule, one epoch over all training images: sized to train usefully on a CPU",
         arch=28, width=0.25, batch_norm=True, dropout=0.0, num_1x1=1, final_relu=False, init="default",
         lr=0.12, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.15,
-        batch_size=64, num_epochs=1, resize=None, flip=False, eval_batch_size=100),
+        batch_size=64, num_epochs=1, resize=None, eval_batch_size=100),
 }
 
 
@@ -315,9 +186,6 @@ def get_preset(name, **overrides):
     return preset.with_overrides(**overrides) if overrides else preset
 
 
-# ---------------------------------------------------------------------------------------------
-# A run built from a preset
-
 @dataclass
 class Run:
     """Everything ``fit`` needs for one preset: net, optimiser, scheduler, loss and batches (lesson 05)."""
@@ -331,17 +199,21 @@ class Run:
     test_iter: data_mod.Batches
     device: torch.device
 
-    def fit(self, **kwargs):
-        """``train.fit`` with this run's pieces; keyword arguments (callbacks, stop, checkpoint, ...) pass
-        through and may replace any piece (``test_iter=None`` skips evaluation)."""
+    def callbacks(self):
+        """The preset's own ``fit`` callbacks: schedule, bf16 and channels_last policy, threads, compile, the preset
+        stored in the history."""
         p = self.preset
-        options = dict(num_epochs=p.num_epochs, optimizer=self.optimizer, scheduler=self.scheduler, loss=self.loss,
-                       device=self.device, amp=p.amp, channels_last=p.channels_last, compile=p.compile,
-                       meta={"preset": p.to_dict()})
-        options.update(kwargs)
-        options.setdefault("test_iter", self.test_iter)
-        options.setdefault("threads", p.threads)
-        return train.fit(self.net, self.train_iter, **options)
+        cbs = [train.MixedPrecision(p.amp), train.ChannelsLast(p.channels_last), train.CPUThreads(p.threads),
+               train.Meta(preset=p.to_dict())]
+        cbs += [train.Schedule(self.scheduler)] if self.scheduler is not None else []
+        return cbs + ([train.Compile()] if p.compile else [])
+
+    def fit(self, callbacks=(), test_iter="preset"):
+        """``train.fit`` with this run's pieces and callbacks, then ``callbacks`` (Stop, Checkpoint, ...);
+        ``test_iter=None`` skips evaluation."""
+        return train.fit(self.net, self.train_iter, self.test_iter if test_iter == "preset" else test_iter,
+                         num_epochs=self.preset.num_epochs, optimizer=self.optimizer, loss=self.loss,
+                         device=self.device, callbacks=[*self.callbacks(), *callbacks])
 
     def evaluate(self, data_iter=None):
         """Accuracy of the net now on ``data_iter`` (default: the test batches)."""
@@ -349,60 +221,36 @@ class Run:
                               amp=self.preset.amp, channels_last=self.preset.channels_last)
 
 
-def make_optimizer(p, net):
-    """SGD with the preset's lr, momentum, Nesterov flag and weight decay (the book's SGD when all are 0),
-    or AdamW with its lr and weight decay (``optimizer='adamw'``; momentum is then Adam's beta1 if > 0)."""
-    if p.optimizer == "adamw":
-        betas = (p.momentum if p.momentum > 0 else 0.9, 0.999)
-        return torch.optim.AdamW(net.parameters(), lr=p.lr, betas=betas, weight_decay=p.weight_decay)
-    return torch.optim.SGD(net.parameters(), lr=p.lr, momentum=p.momentum, nesterov=p.nesterov,
-                           weight_decay=p.weight_decay)
-
-
-def make_scheduler(p, optimizer, steps_per_epoch):
-    """The preset's learning-rate schedule, stepped after every batch (None for a constant rate)."""
-    total = p.num_epochs * steps_per_epoch
-    if p.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=p.lr, total_steps=total,
-                                                   cycle_momentum=p.optimizer == "sgd" and p.momentum > 0)
-    if p.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    return None
-
-
-def make_batches(p, fmnist, device):
-    """Training and test ``Batches`` on ``device`` for a preset (shuffled, flipped if asked, resized there)."""
-    train_iter = data_mod.Batches(fmnist.train_images, fmnist.train_labels, p.batch_size, shuffle=True,
-                                  seed=p.seed, resize=p.resize, subset=p.subset, device=device,
-                                  channels_last=runtime.uses_channels_last(p.channels_last, device), flip=p.flip)
-    images, labels = fmnist.test_images, fmnist.test_labels
-    if p.test_subset is not None:
-        index = data_mod.subset_indices(len(labels), p.test_subset, p.seed)
-        images, labels = images[index], labels[index]
-    return train_iter, eval_batches(p, images, labels, device)
-
-
-def eval_batches(p, images, labels, device):
-    """Batches to evaluate on: in order, ``eval_batch_size`` images at a time, resized as the preset trains."""
-    return data_mod.Batches(images, labels, min(p.eval_batch_size, len(labels)), resize=p.resize, device=device,
+def eval_batches(p, images, labels, device, subset=None):
+    """Batches to evaluate on, in order, resized as the preset trains (a seeded ``subset`` of them if asked)."""
+    return data_mod.Batches(images, labels, min(p.eval_batch_size, subset or len(labels)), subset=subset,
+                            seed=p.seed, resize=p.resize, device=device,
                             channels_last=runtime.uses_channels_last(p.channels_last, device))
 
 
 def build_run(preset="quick", *, data=None, device=None, **overrides):
-    """Build a ``Run`` from a preset name or ``Preset`` (values changed by ``overrides``).
-
-    Seeds torch with the preset's seed first, so the same preset gives the same net and batches.
-    ``data`` reuses a loaded ``data.FashionMNIST``; ``device`` overrides the preset's device.
-    """
+    """A seeded ``Run`` of a preset (name or ``Preset``) with ``overrides``; ``data`` reuses a loaded dataset."""
     p = get_preset(preset, **overrides)
     device = runtime.pick_device(device if device is not None else p.device)
     check_memory(p, device)
-    if data is None:
-        data = data_mod.load_fashion_mnist()
+    data = data if data is not None else data_mod.load_fashion_mnist()
     runtime.seed_everything(p.seed)
     net = p.build_net().to(device)
-    optimizer = make_optimizer(p, net)
-    train_iter, test_iter = make_batches(p, data, device)
-    scheduler = make_scheduler(p, optimizer, len(train_iter))
+    if p.optimizer == "adamw":  # momentum > 0: Adam's beta1
+        optimizer = torch.optim.AdamW(net.parameters(), lr=p.lr, betas=(p.momentum or 0.9, 0.999),
+                                      weight_decay=p.weight_decay)
+    else:  # the book's SGD when momentum and weight decay are 0
+        optimizer = torch.optim.SGD(net.parameters(), lr=p.lr, momentum=p.momentum, nesterov=p.nesterov,
+                                    weight_decay=p.weight_decay)
+    train_iter = data_mod.Batches(data.train_images, data.train_labels, p.batch_size, shuffle=True, seed=p.seed,
+                                  resize=p.resize, subset=p.subset, device=device, flip=p.flip,
+                                  channels_last=runtime.uses_channels_last(p.channels_last, device))
+    test_iter = eval_batches(p, data.test_images, data.test_labels, device, subset=p.test_subset)
+    steps, scheduler = p.num_epochs * len(train_iter), None  # the schedule is stepped after every batch
+    if p.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=p.lr, total_steps=steps,
+                                                        cycle_momentum=p.optimizer == "sgd" and p.momentum > 0)
+    elif p.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     loss = nn.CrossEntropyLoss(label_smoothing=p.label_smoothing)
     return Run(p, net, optimizer, scheduler, loss, train_iter, test_iter, device)

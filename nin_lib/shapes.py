@@ -2,7 +2,7 @@
 import copy
 import html
 import math
-from dataclasses import dataclass
+from collections import namedtuple
 
 import torch
 from torch import nn
@@ -10,8 +10,8 @@ from torch import nn
 from . import checks, models
 
 
-class InputTooSmallError(ValueError):
-    """The input is too small for the net; the message names the failing layer and the smallest size."""
+class InputSizeError(checks.Refusal):
+    """An input whose channels or size the net cannot take: too small or too large, where, what fits (lesson 03)."""
 
 
 def spatial_out(size, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False):
@@ -32,25 +32,17 @@ def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
-def _leaves(net, prefix=""):
+def _leaves(net):
     """(path, module) of every leaf module in forward order, for nets built from nn.Sequential."""
-    children = list(net.named_children())
-    if not children:
-        yield prefix or "0", net
-        return
-    for name, child in children:
-        yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
+    return [(path or "0", m) for path, m in net.named_modules(remove_duplicate=False) if not list(m.children())]
 
 
-def describe(module):
+def layer_name(module):
     """A short name for a layer, e.g. 'Conv2d 11×11/4, 1→96' or 'MaxPool2d 3×3/2'."""
-    kind = type(module).__name__
-    if isinstance(module, nn.Conv2d):
-        k, s = _pair(module.kernel_size), _pair(module.stride)
-        return f"{kind} {k[0]}×{k[1]}/{s[0]}, {module.in_channels}→{module.out_channels}"
-    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        k, s = _pair(module.kernel_size), _pair(module.stride)
-        return f"{kind} {k[0]}×{k[1]}/{s[0]}"
+    kind, k, s = type(module).__name__, _pair(getattr(module, "kernel_size", 0)), _pair(getattr(module, "stride", 0))
+    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        channels = f", {module.in_channels}→{module.out_channels}" if isinstance(module, nn.Conv2d) else ""
+        return f"{kind} {k[0]}×{k[1]}/{s[0]}{channels}"
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return f"{kind} to {_pair(module.output_size)[0]}×{_pair(module.output_size)[1]}"
     if isinstance(module, nn.Linear):
@@ -60,30 +52,27 @@ def describe(module):
     return kind
 
 
-@dataclass
-class _Geometry:
-    """What flows between layers: channels, spatial size, receptive field, jump (product of strides)."""
-    c: int
-    h: int
-    w: int
-    rf: int = 1
-    jump: int = 1
-    features: int = None  # set by Flatten
+# What flows between layers: channels, spatial size, receptive field, jump (product of strides), features once flat
+_Geometry = namedtuple("_Geometry", "c h w rf jump features", defaults=(1, 1, None))
 
 
 def _step(module, g, path):
-    """Propagate the geometry through one leaf layer; raise InputTooSmallError where it breaks."""
+    """Propagate the geometry through one leaf layer; raise InputSizeError where the size breaks it."""
+    where = f"layer {path} ({layer_name(module)})"
     if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
         if g.features is not None:
-            raise checks.refuse(f"layer {path} ({describe(module)}) comes after Flatten; tracing needs conv layers first")
+            raise checks.refuse(f"{where} comes after Flatten; tracing needs conv layers first")
+        if isinstance(module, nn.Conv2d) and module.in_channels not in (0, g.c):  # 0: a lazy conv takes any
+            raise checks.refuse(f"{where} takes {module.in_channels} channels but gets {g.c}")
         k, s, p = _pair(module.kernel_size), _pair(module.stride or module.kernel_size), _pair(module.padding)
-        d = _pair(getattr(module, "dilation", 1))
-        ceil = getattr(module, "ceil_mode", False)
-        h = spatial_out(g.h, k[0], s[0], p[0], d[0], ceil)
-        w = spatial_out(g.w, k[1], s[1], p[1], d[1], ceil)
+        d, ceil = _pair(getattr(module, "dilation", 1)), getattr(module, "ceil_mode", False)
+        if p[0] == "same":  # a conv padded to keep its input's size (stride 1)
+            h, w = g.h, g.w
+        else:
+            p = (0, 0) if p[0] == "valid" else p
+            h, w = (spatial_out(n, k[i], s[i], p[i], d[i], ceil) for i, n in enumerate((g.h, g.w)))
         if h < 1 or w < 1:
-            raise InputTooSmallError(f"layer {path} ({describe(module)}) gets a {g.h}×{g.w} map "
-                                     f"and would produce {max(h, 0)}×{max(w, 0)}")
+            raise InputSizeError(f"{where} gets a {g.h}×{g.w} map and would produce {max(h, 0)}×{max(w, 0)}")
         c = module.out_channels if isinstance(module, nn.Conv2d) else g.c
         return _Geometry(c, h, w, g.rf + d[0] * (k[0] - 1) * g.jump, g.jump * s[0])
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
@@ -91,35 +80,35 @@ def _step(module, g, path):
         widest = max(e - s for s, e in adaptive_windows(g.h, oh))
         return _Geometry(g.c, oh, ow, g.rf + (widest - 1) * g.jump, g.jump * max(1, g.h // oh))
     if isinstance(module, nn.Flatten):
-        return _Geometry(g.c, g.h, g.w, g.rf, g.jump, features=g.c * g.h * g.w)
+        return g._replace(features=g.c * g.h * g.w)
     if isinstance(module, nn.Linear):
         if g.features is not None and g.features != module.in_features:
-            raise InputTooSmallError(f"layer {path} ({describe(module)}) expects {module.in_features:,} features "
-                                     f"but gets {g.features:,} ({g.c}×{g.h}×{g.w})")
+            raise InputSizeError(f"{where} expects {module.in_features:,} features "
+                                 f"but gets {g.features:,} ({g.c}×{g.h}×{g.w})")
         return _Geometry(module.out_features, 1, 1, g.rf, g.jump, features=module.out_features)
     return g
 
 
-def _propagate(net, size, in_channels=1):
-    g = _Geometry(in_channels, *size)
-    for path, module in _leaves(net):
-        g = _step(module, g, path)
-    return g
+def _size_error(net, h, w, in_channels):
+    """The InputSizeError an h×w input meets in ``net``, or None where it fits."""
+    g = _Geometry(in_channels, h, w)
+    try:
+        for path, module in _leaves(net):
+            g = _step(module, g, path)
+    except InputSizeError as error:
+        return error
+    return None
 
 
 def input_shape(input_size, in_channels=1):
-    """``(channels, height, width)`` from what a learner passes: a side (224), ``(h, w)``, or a batch shape
-    ``(n, c, h, w)`` such as the book's ``X.shape`` (then its channels count); anything else is the one sentence."""
-    size = tuple(input_size) if isinstance(input_size, (tuple, list, torch.Size)) else input_size
-    if isinstance(size, tuple) and len(size) == 4:
-        _, in_channels, h, w = size
-    elif isinstance(size, tuple) and len(size) == 2:
-        h, w = size
-    elif isinstance(size, tuple):
+    """``(channels, height, width)`` from a side (224), ``(h, w)`` or a batch shape ``(n, c, h, w)`` (``X.shape``)."""
+    size = tuple(input_size) if isinstance(input_size, (tuple, list, torch.Size)) else (input_size, input_size)
+    if len(size) == 4:
+        in_channels = size[1]
+    elif len(size) != 2:
         raise checks.refuse(f"input size {input_size!r} is not allowed; use a side in pixels (224), (height, width) "
                             "or a batch shape (n, channels, height, width)")
-    else:
-        h = w = size
+    h, w = size[-2:]
     for v in (h, w):
         checks.whole_number("input size", v if checks.is_whole(v) else input_size, 1, unit="of pixels")
     checks.whole_number("in_channels", in_channels, 1)
@@ -128,51 +117,44 @@ def input_shape(input_size, in_channels=1):
 
 def min_input_size(net, in_channels=1, limit=4096):
     """The smallest square input side the net accepts (67 for the seed's NiN)."""
-    for side in range(1, limit + 1):
-        try:
-            _propagate(net, (side, side), in_channels)
-        except InputTooSmallError:
-            continue
-        return side
-    raise checks.refuse(f"no input size up to {limit} pixels works for this net")
+    smallest = next((side for side in range(1, limit + 1) if not _size_error(net, side, side, in_channels)), None)
+    if smallest is None:
+        raise checks.refuse(f"no input size up to {limit} pixels works for this net")
+    return smallest
 
 
 def check_input_size(net, input_size, in_channels=1):
-    """Raise InputTooSmallError, naming the failing layer and the smallest valid size, if the input does not fit."""
+    """Raise InputSizeError, naming the failing layer and the sizes that fit, if an input's channels or size do not."""
     in_channels, h, w = input_shape(input_size, in_channels)
-    try:
-        _propagate(net, (h, w), in_channels)
-    except InputTooSmallError as e:
-        smallest = min_input_size(net, in_channels)
-        largest = _largest_input_size(net, smallest, in_channels)
-        what = "is too small for" if min(h, w) < smallest else "does not fit"
+    path, first = next(((p, m) for p, m in _leaves(net) if isinstance(m, nn.Conv2d)), (None, None))
+    if first is not None and first.in_channels not in (0, in_channels):  # 0: a lazy conv, any channels
+        raise InputSizeError(f"a {in_channels}-channel input does not fit this net: its first layer {path} "
+                             f"({layer_name(first)}) takes {first.in_channels}-channel images; use those, "
+                             f"or build the net with in_channels={in_channels}.")
+    error = _size_error(net, h, w, in_channels)
+    if error is not None:
+        smallest, largest = min_input_size(net, in_channels), None
+        if any(isinstance(m, nn.Linear) for m in net.modules()):  # a fixed-size Linear accepts only a band of sizes
+            largest = next((n - 1 for n in range(smallest + 1, 4097) if _size_error(net, n, n, in_channels)), None)
+        small, large = min(h, w) < smallest, largest is not None and max(h, w) > largest
+        what = ("is too small for" if small and not large else "is too large for" if large and not small
+                else "does not fit")
         accepts = (f"the smallest input it accepts is {smallest}×{smallest}" if largest is None else
                    f"it accepts only inputs from {smallest}×{smallest} to {largest}×{largest}")
-        raise InputTooSmallError(f"a {h}×{w} input {what} this net: {e}; {accepts}.") from None
+        raise InputSizeError(f"a {h}×{w} input {what} this net: {error}; {accepts}.")
 
 
-def _largest_input_size(net, smallest, in_channels=1, limit=4096):
-    """The end of the band of sizes from ``smallest`` that the net accepts; None if it is open-ended
-    (nets with a fixed-size Linear head accept only a band, e.g. 195–226 for the FC-head NiN)."""
-    if not any(isinstance(m, nn.Linear) for m in net.modules()):
-        return None
-    for side in range(smallest + 1, limit + 1):
-        try:
-            _propagate(net, (side, side), in_channels)
-        except InputTooSmallError:
-            return side - 1
-    return None
+def check_input(net, shape):
+    """Raise InputSizeError if a batch of ``shape`` (n, c, h, w) does not fit ``net``, by its channels or its size
+    (``train.fit`` asks when a batch fails); a net that shapes cannot follow is left to its forward pass."""
+    try:
+        check_input_size(net, tuple(shape))
+    except checks.Refusal as refusal:
+        if isinstance(refusal, InputSizeError):
+            raise
 
 
-@dataclass
-class LayerRow:
-    """One row of a trace."""
-    path: str
-    name: str
-    output_shape: tuple
-    params: int
-    macs: int
-    receptive_field: int
+LayerRow = namedtuple("LayerRow", "path name output_shape params macs receptive_field")  # one row of a trace
 
 
 class Trace(list):
@@ -183,82 +165,55 @@ class Trace(list):
     def __init__(self, rows, input_shape):
         super().__init__(rows)
         self.input_shape = tuple(input_shape)
-
-    @property
-    def params(self):
-        return sum(r.params for r in self)
-
-    @property
-    def macs(self):
-        return sum(r.macs for r in self)
+        self.params, self.macs = sum(r.params for r in self), sum(r.macs for r in self)
 
     def cells(self):
-        out = []
-        for r in self:
-            out.append((f"{r.path} {r.name}", "×".join(map(str, r.output_shape)), f"{r.params:,}",
-                        f"{r.macs:,}", f"{r.receptive_field}" if r.receptive_field else "–"))
-        out.append(("total", "", f"{self.params:,}", f"{self.macs:,}", ""))
-        return out
+        """The table's text: a row per layer, then the totals."""
+        rows = [(f"{r.path} {r.name}", "×".join(map(str, r.output_shape)), f"{r.params:,}", f"{r.macs:,}",
+                 f"{r.receptive_field}" if r.receptive_field else "–") for r in self]
+        return rows + [("total", "", f"{self.params:,}", f"{self.macs:,}", "")]
 
     def __str__(self):
         rows = [self.columns] + self.cells()
-        widths = [max(len(row[i]) for row in rows) for i in range(len(self.columns))]
-        lines = []
-        for j, row in enumerate(rows):
-            lines.append("  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(row)))
-            if j == 0 or j == len(rows) - 2:
-                lines.append("  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        widths = [max(map(len, column)) for column in zip(*rows)]
+        lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                 for row in rows]
+        rule = "  ".join("-" * w for w in widths)
+        return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
+    __repr__ = __str__
 
     def _repr_html_(self):
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = ""
-        for i, row in enumerate(self.cells()):
-            style = ' style="font-weight:bold"' if i == len(self) else ""
-            body += f"<tr{style}>" + "".join(
-                f'<td style="text-align:{"left" if j < 2 else "right"}">{html.escape(c)}</td>'
-                for j, c in enumerate(row)) + "</tr>"
-        caption = f"input {'×'.join(map(str, self.input_shape))}"
-        return f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    def __repr__(self):
-        return str(self)
+        rows = ["".join(f'<td style="text-align:{"left" if j < 2 else "right"}">{html.escape(c)}</td>'
+                        for j, c in enumerate(row)) for row in self.cells()]
+        body = "".join(f"<tr>{row}</tr>" for row in rows[:-1]) + f'<tr style="font-weight:bold">{rows[-1]}</tr>'
+        caption = html.escape(f"input {'×'.join(map(str, self.input_shape))}")
+        return f"<table><caption>{caption}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _macs(module, output):
+def _macs(module, out_shape):
+    """Multiply-accumulates of one conv or Linear layer per image (lesson 01's formulas); other layers count 0."""
     if isinstance(module, nn.Conv2d):
-        k = module.kernel_size[0] * module.kernel_size[1]
-        return output[0].numel() * (module.in_channels // module.groups) * k
+        return math.prod(out_shape[1:]) * (module.in_channels // module.groups) * math.prod(module.kernel_size)
     if isinstance(module, nn.Linear):
-        return output[0].numel() * module.in_features
+        return math.prod(out_shape[1:]) * module.in_features
     return 0
 
 
 def _run_leaves(net, input_shape):
-    """Forward a zero input on the meta device (no real compute); per leaf: (path, module, output shape)."""
-    probe = copy.deepcopy(net).to("meta")
-    records = {}
-    hooks = []
-    originals = dict(_leaves(net))
+    """(path, module, output shape) per leaf, from a forward pass of a copy on the meta device (no arithmetic)."""
+    probe, out_shapes = copy.deepcopy(net).to("meta").eval(), {}
     for path, module in _leaves(probe):
-        hooks.append(module.register_forward_hook(
-            lambda m, args, out, path=path: records.__setitem__(path, tuple(out.shape))))
-    try:
-        with torch.no_grad():
-            probe.eval()
-            probe(torch.zeros(input_shape, device="meta"))
-    finally:
-        for h in hooks:
-            h.remove()
-    return [(path, originals[path], records[path]) for path in originals if path in records]
+        module.register_forward_hook(lambda m, args, out, path=path: out_shapes.__setitem__(path, tuple(out.shape)))
+    with torch.no_grad():
+        probe(torch.zeros(input_shape, device="meta"))
+    return [(path, module, out_shapes[path]) for path, module in _leaves(net) if path in out_shapes]
 
 
 def trace(net, input_size=224, in_channels=1, depth="top"):
-    """Trace ``net`` on a 1×in_channels×H×W input: output shape, parameters, MACs and receptive field.
-
-    ``depth='top'`` gives one row per top-level layer (as the seed's loop does), ``'leaf'`` one per leaf.
-    An input that is too small raises InputTooSmallError before anything runs.
-    """
+    """Output shape, parameters, MACs and receptive field per top-level layer (``depth='top'``, as the seed's loop)
+    or per leaf (``'leaf'``) of ``net`` on one input; one that does not fit raises InputSizeError first (lesson 03)."""
     checks.choice("depth", depth, ("top", "leaf"))
     in_channels, h, w = input_shape(input_size, in_channels)
     check_input_size(net, (h, w), in_channels)
@@ -266,119 +221,68 @@ def trace(net, input_size=224, in_channels=1, depth="top"):
     rows, g = [], _Geometry(in_channels, h, w)
     for path, module, out_shape in _run_leaves(net, shape):
         g = _step(module, g, path)
-        out_zero = torch.empty(out_shape, device="meta")
-        row = LayerRow(path, describe(module), out_shape, sum(p.numel() for p in module.parameters()),
-                       _macs(module, out_zero), g.rf if g.features is None else 0)
-        top = path.split(".")[0]
-        if depth == "top" and "." in path:
-            if rows and rows[-1].path == top:
-                prev = rows[-1]
-                rows[-1] = LayerRow(top, prev.name, out_shape, prev.params + row.params, prev.macs + row.macs,
-                                    row.receptive_field)
-                continue
-            row = LayerRow(top, describe(dict(net.named_children())[top]), out_shape, row.params, row.macs,
-                           row.receptive_field)
+        row = LayerRow(path, layer_name(module), out_shape, sum(p.numel() for p in module.parameters()),
+                       _macs(module, out_shape), g.rf if g.features is None else 0)
+        if depth == "top" and "." in path:  # a layer inside a block: the block's row adds it in
+            top = path.split(".")[0]
+            block = (rows.pop() if rows and rows[-1].path == top else
+                     LayerRow(top, layer_name(dict(net.named_children())[top]), (), 0, 0, 0))
+            row = row._replace(path=top, name=block.name, params=block.params + row.params, macs=block.macs + row.macs)
         rows.append(row)
     return Trace(rows, shape)
 
 
 def seed_lines(net, input_size=224, in_channels=1):
     """The seed's shape loop as lines: ``Sequential output shape:\\t torch.Size([1, 96, 54, 54])`` …"""
-    in_channels, h, w = input_shape(input_size, in_channels)
-    check_input_size(net, (h, w), in_channels)
-    X = torch.zeros((1, in_channels, h, w), device="meta")
-    lines = []
-    with torch.no_grad():
-        for layer in copy.deepcopy(net).to("meta").eval():
-            X = layer(X)
-            lines.append(f"{layer.__class__.__name__} output shape:\t {X.shape}")
-    return lines
-
-
-def print_seed_table(net, input_size=224, in_channels=1):
-    """Print what the seed's loop ``for layer in net: ... print(...)`` prints."""
-    for line in seed_lines(net, input_size, in_channels):
-        print(line)
+    layers = dict(net.named_children())
+    return [f"{layers[row.path].__class__.__name__} output shape:\t {torch.Size(row.output_shape)}"
+            for row in trace(net, input_size, in_channels)]
 
 
 BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2}
 INDEX_BYTES = 8  # max pooling keeps the position of each maximum as int64 for the backward pass
 
 
-def _saved_for_backward(leaves, input_shape):
-    """Values autograd keeps for the backward pass: (activation values per image, int64 index values per
-    image, values per batch).
-
-    ``leaves`` are (path, module, output shape) in forward order. A layer keeps its input (conv, linear,
-    pooling, BatchNorm, ...) or its output (ReLU, sigmoid, tanh); max pooling also keeps int64 indices,
-    dropout its mask, BatchNorm two per-channel statistics. Flatten and identities are views: no new tensor.
-    A tensor kept by two layers (a ReLU's output is the next conv's input) counts once.
-    """
-    sizes = [math.prod(input_shape[1:])]  # tensor 0 is the input; tensor i + 1 the output of leaf i
-    kept, extra, indices, per_batch = set(), 0, 0, 0
-    current = 0
-    for _, module, out_shape in leaves:
-        alias = isinstance(module, (nn.Flatten, nn.Identity)) or (isinstance(module, nn.Dropout) and module.p == 0)
-        if alias:
-            continue
-        out_values = math.prod(out_shape[1:])
-        sizes.append(out_values)
-        out = len(sizes) - 1
-        if isinstance(module, (nn.ReLU, nn.Sigmoid, nn.Tanh)):
-            kept.add(out)
-        elif isinstance(module, nn.Dropout):
-            extra += out_values  # the mask (a float tensor on the CPU, one byte per value on CUDA)
-        else:
-            kept.add(current)
-            if isinstance(module, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
-                indices += out_values
-            if isinstance(module, nn.BatchNorm2d):
-                per_batch += 2 * module.num_features  # batch mean and inverse standard deviation
-        current = out
-    return sum(sizes[i] for i in kept) + extra, indices, per_batch
-
-
-def _peak_predict_values(leaves, input_shape):
-    """Largest input + output pair alive at once in a forward pass without gradients (one image)."""
-    previous, peak = math.prod(input_shape[1:]), 0
-    for _, module, out_shape in leaves:
-        if isinstance(module, (nn.Flatten, nn.Identity, nn.Dropout)):  # views, or identity in eval mode
-            continue
-        out_values = math.prod(out_shape[1:])
-        peak = max(peak, previous + out_values)
-        previous = out_values
-    return peak
-
-
 def cost(net, input_size=224, batch_size=1, in_channels=1, dtype=torch.float32, optimizer_slots=0):
-    """Parameters, FLOPs and memory of prediction and of one training step (lesson 03's exercise).
+    """Parameters, FLOPs and memory of prediction and of one training step, as a dict (lesson 03's exercise).
 
-    FLOPs count a multiply-accumulate (MAC) as 2. Prediction is one forward pass: 2·MACs per image.
-    A training step adds the backward pass, which computes for every conv/linear layer the gradient
-    w.r.t. its weights and w.r.t. its input, each as many MACs as the forward pass; the first layer
-    skips the input gradient (the images need none). So training ≈ 3× prediction, a little less.
-    Memory counts tensors, not library workspaces: prediction = weights + the largest input/output
-    pair alive at once; training = weights + gradients + ``optimizer_slots`` copies (1 for SGD with
-    momentum, 2 for Adam) + what autograd keeps for the backward pass. Returns a dict of numbers.
+    FLOPs count a MAC as 2; training adds each conv/linear layer's gradients for its weights and its input (but the
+    first layer's), as many MACs each: about 3× prediction. Memory counts tensors: prediction = weights + the largest
+    input/output pair alive at once; training = weights, gradients, ``optimizer_slots`` copies (1: SGD with momentum,
+    2: Adam) and what autograd keeps (a layer's input, or output for ReLU, sigmoid, tanh, once; max pooling's indices).
     """
     checks.whole_number("batch_size", batch_size, 1)
     checks.whole_number("optimizer_slots", optimizer_slots, 0, 2)
     checks.choice("dtype", dtype, tuple(BYTES))
     t = trace(net, input_size, in_channels, depth="leaf")
-    leaves = _run_leaves(net, t.input_shape)
-    nbytes = BYTES[dtype]
-    params = t.params
+    sizes = [math.prod(t.input_shape[1:])]  # values per image: tensor 0 is the input; tensor i + 1 the output of leaf i
+    kept, masks, indices, per_batch, peak, current = set(), 0, 0, 0, 0, 0
+    for _, module, out_shape in _run_leaves(net, t.input_shape):
+        if isinstance(module, (nn.Flatten, nn.Identity)) or (isinstance(module, nn.Dropout) and module.p == 0):
+            continue  # a view of its input
+        out_values = math.prod(out_shape[1:])
+        sizes.append(out_values)
+        if isinstance(module, nn.Dropout):  # predicting, dropout is the identity
+            masks += out_values  # its mask: a float tensor on the CPU, one byte per value on CUDA
+        else:
+            peak = max(peak, sizes[current] + out_values)
+            kept.add(len(sizes) - 1 if isinstance(module, (nn.ReLU, nn.Sigmoid, nn.Tanh)) else current)
+            if isinstance(module, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
+                indices += out_values
+            if isinstance(module, nn.BatchNorm2d):
+                per_batch += 2 * module.num_features  # batch mean and inverse standard deviation
+        current = len(sizes) - 1
+    activations = (sum(sizes[i] for i in kept) + masks) * batch_size + per_batch
+    indices *= batch_size
+    nbytes, params, forward_flops = BYTES[dtype], t.params, 2 * t.macs * batch_size
     first = next((r.macs for r in t if r.macs), 0)  # the first conv/linear: no gradient w.r.t. the images
-    forward_flops = 2 * t.macs * batch_size
-    activations, indices, per_batch = _saved_for_backward(leaves, t.input_shape)
-    activations, indices = activations * batch_size + per_batch, indices * batch_size
     return {
         "parameters": params,
         "macs_per_image": t.macs,
         "predict_flops": forward_flops,
         "train_flops": 3 * forward_flops - 2 * first * batch_size,
         "weights_bytes": params * nbytes,
-        "predict_bytes": params * nbytes + _peak_predict_values(leaves, t.input_shape) * batch_size * nbytes,
+        "predict_bytes": params * nbytes + peak * batch_size * nbytes,
         "train_bytes": params * nbytes * (2 + optimizer_slots) + activations * nbytes + indices * INDEX_BYTES,
         "activation_values": activations,
         "index_values": indices,
@@ -386,24 +290,18 @@ def cost(net, input_size=224, batch_size=1, in_channels=1, dtype=torch.float32, 
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# Cost of one conv layer and per-layer parameters (lessons 01 and 02)
-
 def conv_cost(in_channels, out_channels, kernel_size, input_size=28, stride=1, padding=0, bias=True):
-    """Parameters, multiply-accumulates and output shape of one square Conv2d on a square input (lesson 01).
-
-    Parameters are ``in·out·k² (+ out biases)``; MACs are ``out·H_out·W_out·in·k²`` for one image.
-    Returns a dict: parameters, weights, biases, macs, output_shape (channels, height, width).
-    """
+    """Parameters (``in·out·k² + out biases``), weights, biases, MACs (``out·H_out·W_out·in·k²`` per image) and
+    output_shape (channels, height, width) of one square Conv2d on a square input, as a dict (lesson 01)."""
     for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                              ("kernel_size", kernel_size, 1), ("input_size", input_size, 1),
                              ("stride", stride, 1), ("padding", padding, 0)):
         checks.whole_number(name, value, low)
     side = spatial_out(input_size, kernel_size, stride, padding)
     if side < 1:
-        raise InputTooSmallError(f"a kernel of {kernel_size}×{kernel_size} with padding {padding} does not fit a "
-                                 f"{input_size}×{input_size} input; use an input of at least "
-                                 f"{max(1, kernel_size - 2 * padding)} pixels or a smaller kernel.")
+        raise InputSizeError(f"a kernel of {kernel_size}×{kernel_size} with padding {padding} does not fit a "
+                             f"{input_size}×{input_size} input; use an input of at least "
+                             f"{max(1, kernel_size - 2 * padding)} pixels or a smaller kernel.")
     weights = in_channels * out_channels * kernel_size ** 2
     biases = out_channels if bias else 0
     return {"parameters": weights + biases, "weights": weights, "biases": biases,
@@ -416,16 +314,9 @@ def layer_parameters(net, input_size=224, in_channels=1):
     return [(r.path, r.name, r.params) for r in trace(net, input_size, in_channels, depth="leaf") if r.params]
 
 
-HEADS = ("gap", "fc")
-
-
 def nin_parameter_breakdown(head="gap", num_1x1=2, width=1.0, hidden=4096, arch=224):
-    """Per-layer parameters of NiN with its GAP head or with an AlexNet-style FC head (lesson 02's widget).
-
-    The net is built on the meta device (no memory, no compute). Returns a dict: ``rows`` as
-    (path, name, parameters, part) with part 'trunk' or 'head', ``total``, ``trunk`` and ``head``.
-    """
-    checks.choice("head", head, HEADS)
+    """Per-layer parameters of NiN with its GAP head or an AlexNet-style FC head (lesson 02's widget), built on the
+    meta device: a dict of ``rows`` (path, name, parameters, part 'trunk' or 'head'), ``total``, ``trunk``, ``head``."""
     with torch.device("meta"):
         net = models.nin(arch=arch, width=width, num_1x1=num_1x1, head=head, hidden=hidden)
     trunk_layers = 2 * len(models.ARCHS[arch]["blocks"])  # a block and a pooling layer each
@@ -434,18 +325,3 @@ def nin_parameter_breakdown(head="gap", num_1x1=2, width=1.0, hidden=4096, arch=
     total = sum(r[2] for r in rows)
     head_params = sum(r[2] for r in rows if r[3] == "head")
     return {"rows": rows, "total": total, "trunk": total - head_params, "head": head_params}
-
-
-# ---------------------------------------------------------------------------------------------
-# Lesson 03: the input-size panel's logic
-
-def trace_or_message(net, input_size, in_channels=1, depth="top"):
-    """Lesson 03's input-size panel: the Trace for ``input_size``, or the one sentence saying why it does not fit.
-
-    A size that is too small names the failing layer and the smallest size that works; a size that is
-    not a whole number >= 1 says what is allowed. Nothing raises, so a panel can show either result.
-    """
-    try:
-        return trace(net, input_size, in_channels, depth)
-    except ValueError as error:  # InputTooSmallError is a ValueError
-        return str(error)

@@ -1,61 +1,44 @@
-"""Training NiN (lesson 05): ``evaluate``, ``fit``, a ``History``, callbacks and checkpoints.
+"""Training NiN (lesson 05): ``fit``, ``evaluate``, ``predict``, a ``History``, callbacks and checkpoints.
 
-One loop serves CPU, CUDA and Apple MPS. Batches come from ``data.Batches`` (already on the
-device, resized there); any iterable of ``(X, y)`` works too. The device policy (bf16 autocast on
-CUDA, channels_last, CPU threads that follow the CPU quota) is ``runtime``'s.
-
-How a run ends early is an exception class (fastai's learner does the same): ``StopRequested``
-(the panel's Stop button), ``Interrupted`` (Ctrl-C, a kernel interrupt), ``OutOfMemory``,
-``LossNotFinite``, ``MaxStepsReached`` and ``CheckpointFailed`` (a full disk). ``fit`` catches them,
-and whatever the ending:
-
-* the net keeps its weights and ``fit`` returns the ``History`` of every epoch that trained at least
-  one batch (an epoch cut short is marked ``partial``); ``history.reason`` says in one sentence why it
-  ended; every epoch gets the same callbacks in the same order;
-* a NaN or infinite loss restores the weights of the last good epoch instead;
-* with ``checkpoint=PATH`` every finished epoch is saved atomically (model, optimiser, scheduler, RNG
-  states, history); a stop, an interrupt or running out of memory (re)writes the last finished epoch, so
-  ``fit(..., resume=True)`` continues exactly there: on a CPU with the same seed a resumed run gives the
-  same numbers as an uninterrupted one; a checkpoint that cannot be written leaves the previous one as it was.
+``fit`` is lesson 05's hand-written loop with hooks: everything beyond forward, loss, backward and step is a
+``Callback`` run in a fixed order (``Callback.order``), as in fastai's miniai learner; ``fit`` adds the ``STANDARD``
+ones unless one of the same class is given. A run that ends early ends by an ``EndOfRun`` exception, which ``fit``
+catches: the net keeps its weights and the ``History`` says why (lesson 07).
 """
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import random
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from . import checks, runtime, shapes
-from .runtime import atomic_path, autocast
+from .runtime import atomic_path
 
 CHECKPOINT_FORMAT = "nin-lib-checkpoint-1"
 
 
-# ---------------------------------------------------------------------------------------------
 # History
 
+@dataclasses.dataclass(repr=False)
 class History:
-    """Per-epoch results of ``fit`` (lesson 05): loss, train/test accuracy, seconds and images/s.
+    """Per-epoch results of ``fit`` (lesson 05).
 
-    ``history.epochs`` is a list of dicts with keys ``epoch`` (1-based), ``loss``, ``train_acc``,
-    ``test_acc`` (None without a test set or for a partial epoch), ``seconds`` (training plus
-    evaluation), ``train_seconds``, ``images_per_s`` (training images per training second),
-    ``images``, ``lr`` (at the end of the epoch) and ``partial`` (True for an epoch cut short).
-    ``stopped`` is True when the run ended early by a stop, an interrupt, a bad loss, running out of
-    memory or a full disk, and ``reason`` says why in one sentence.
+    ``history.epochs`` is a list of dicts: ``epoch`` (1-based), ``loss``, ``train_acc``, ``test_acc`` (None
+    without a test set or for a partial epoch), ``seconds`` (training plus evaluation), ``train_seconds``,
+    ``images_per_s`` (per training second), ``images``, ``lr`` (at the epoch's end) and ``partial``.
+    ``stopped`` is True when the run ended early, and ``reason`` says why in one sentence.
     """
-
-    def __init__(self, epochs=None, stopped=False, reason=None, meta=None):
-        self.epochs = list(epochs or [])
-        self.stopped = stopped
-        self.reason = reason
-        self.meta = dict(meta or {})
+    epochs: list = dataclasses.field(default_factory=list)
+    stopped: bool = False
+    reason: str = None
+    meta: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self):
         return len(self.epochs)
@@ -66,25 +49,16 @@ class History:
     def __getitem__(self, i):
         return self.epochs[i]
 
-    def column(self, key, full_only=False):
+    def column(self, key):
         """One value per epoch, e.g. ``history.column('test_acc')``."""
-        return [e.get(key) for e in self.epochs if not (full_only and e.get("partial"))]
+        return [e.get(key) for e in self.epochs]
 
-    @property
-    def loss(self):
-        return self.column("loss")
-
-    @property
-    def train_acc(self):
-        return self.column("train_acc")
-
-    @property
-    def test_acc(self):
-        return self.column("test_acc")
+    loss = property(lambda self: self.column("loss"))
+    train_acc = property(lambda self: self.column("train_acc"))
+    test_acc = property(lambda self: self.column("test_acc"))
 
     @property
     def completed_epochs(self):
-        """Number of epochs that ran to the end."""
         return sum(1 for e in self.epochs if not e.get("partial"))
 
     @property
@@ -95,19 +69,13 @@ class History:
     @property
     def final_test_acc(self):
         """Test accuracy of the last epoch that has one, or None."""
-        for e in reversed(self.epochs):
-            if e.get("test_acc") is not None:
-                return e["test_acc"]
-        return None
+        return next((e["test_acc"] for e in reversed(self.epochs) if e.get("test_acc") is not None), None)
 
     @property
     def total_seconds(self):
         return sum(e.get("seconds") or 0.0 for e in self.epochs)
 
-    @property
-    def images(self):
-        """Training images seen over all epochs."""
-        return sum(e.get("images", 0) for e in self.epochs)
+    images = property(lambda self: sum(e.get("images", 0) for e in self.epochs))  # training images, all epochs
 
     @property
     def images_per_s(self):
@@ -116,8 +84,8 @@ class History:
         return self.images / seconds if seconds > 0 else 0.0
 
     def trained(self):
-        """What was trained, in words: '2 epoch(s)', '1 epoch(s) and 37 of 79 batches of epoch 2', or
-        '37 of 79 batches of epoch 1' for a run stopped in its first epoch."""
+        """What was trained: '2 epoch(s)', '1 epoch(s) and 37 of 79 batches of epoch 2', or '37 of 79 batches of
+        epoch 1'."""
         full = self.completed_epochs
         text = f"{full} epoch(s)" if full or not self.epochs else ""
         partial = next((e for e in self.epochs if e.get("partial")), None)
@@ -127,17 +95,12 @@ class History:
             text = f"{text} and {part}" if text else part
         return text
 
-    def full_epochs(self):
-        """A copy holding only the epochs that ran to the end (what a checkpoint stores)."""
-        return History([e for e in self.epochs if not e.get("partial")], meta=self.meta)
-
     def to_dict(self):
-        return {"epochs": copy.deepcopy(self.epochs), "stopped": self.stopped,
-                "reason": self.reason, "meta": copy.deepcopy(self.meta)}
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d):
-        return cls(d.get("epochs"), d.get("stopped", False), d.get("reason"), d.get("meta"))
+        return cls(**d)
 
     def save_json(self, path):
         """Write the history as JSON, atomically (the command line's ``history.json``)."""
@@ -151,23 +114,20 @@ class History:
 
     def summary(self):
         """One line: what was trained, the last loss and accuracies, time and speed."""
-        if not self.epochs:
-            text = "no epoch finished"
-        else:
+        text = "no epoch finished"
+        if self.epochs:
             e = self.epochs[-1]
             text = (f"{self.trained()}: loss {e['loss']:.3f}, train acc {e['train_acc']:.3f}, "
                     f"test acc {_fmt(self.final_test_acc)}, {self.total_seconds:.1f} s, "
                     f"{self.images_per_s:,.0f} images/s")
-        if self.stopped or self.reason:
-            text += f" ({self.reason})"
-        return text
+        return text + (f" ({self.reason})" if self.stopped or self.reason else "")
 
     def __repr__(self):
         return f"History({self.summary()})"
 
 
 def _fmt(x):
-    return "n/a" if x is None else f"{x:.3f}"
+    return "n/a" if x is None else f"{x:.3f}"  # a test accuracy that may be missing
 
 
 def format_epoch(record, num_epochs=None):
@@ -179,78 +139,56 @@ def format_epoch(record, num_epochs=None):
             f"{record['seconds']:.1f} s, {record['images_per_s']:,.0f} images/s")
 
 
-# ---------------------------------------------------------------------------------------------
 # Evaluation
 
 def _device_of(net):
-    for p in net.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def _resolve_device(net, device):
-    return _device_of(net) if device is None else runtime.pick_device(device)
+    return next((p.device for p in net.parameters()), torch.device("cpu"))
 
 
 def _to_device(X, y, device, channels_last):
-    X = X.to(device, non_blocking=True)
-    y = y.to(device, non_blocking=True)
-    if channels_last and X.dim() == 4 and not X.is_contiguous(memory_format=torch.channels_last):
+    X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    if channels_last and X.dim() == 4:
         X = X.contiguous(memory_format=torch.channels_last)
     return X, y
 
 
-@contextlib.contextmanager
-def _eval_mode(net):
+def _batches_in_eval_mode(net, data_iter, device, amp, channels_last):
+    """(X, y, y_hat) for every batch, the net in eval mode without gradients (and back afterwards)."""
+    device = _device_of(net) if device is None else runtime.pick_device(device)
+    use_amp, cl = runtime.uses_amp(amp, device), runtime.uses_channels_last(channels_last, device)
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
-            yield
+            for X, y in data_iter:
+                X, y = _to_device(X, y, device, cl)
+                with runtime.autocast(device, use_amp):
+                    yield X, y, net(X)
     finally:
         net.train(was_training)
 
 
 def evaluate(net, data_iter, device=None, *, loss=None, return_loss=False, amp="auto", channels_last="auto"):
-    """Accuracy of ``net`` on ``data_iter`` (lesson 05; d2l's ``evaluate_accuracy_gpu``).
-
-    Returns the accuracy as a float; with ``return_loss=True`` returns ``(accuracy, mean loss)``
-    (``loss`` defaults to cross-entropy). The net is put in eval mode and back afterwards.
-    """
-    device = _resolve_device(net, device)
-    use_amp, cl = runtime.uses_amp(amp, device), runtime.uses_channels_last(channels_last, device)
+    """Accuracy of ``net`` on ``data_iter`` (lesson 05; d2l's ``evaluate_accuracy_gpu``); with
+    ``return_loss=True`` ``(accuracy, mean loss)`` (cross-entropy unless ``loss`` is given)."""
     loss = loss if loss is not None else nn.CrossEntropyLoss()
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    with _eval_mode(net):
-        for X, y in data_iter:
-            X, y = _to_device(X, y, device, cl)
-            with autocast(device, use_amp):
-                y_hat = net(X)
-            correct += (y_hat.argmax(dim=1) == y).sum()
-            if return_loss:
-                loss_sum += loss(y_hat.float(), y).double() * y.shape[0]
-            count += y.shape[0]
+    correct, loss_sum, count = 0, 0.0, 0
+    for X, y, y_hat in _batches_in_eval_mode(net, data_iter, device, amp, channels_last):
+        correct += (y_hat.argmax(dim=1) == y).sum()
+        if return_loss:
+            loss_sum += loss(y_hat.float(), y).double() * y.shape[0]
+        count += y.shape[0]
     if count == 0:
         raise checks.refuse("the evaluation data yielded no examples; give it at least one batch")
-    accuracy = correct.item() / count
-    return (accuracy, loss_sum.item() / count) if return_loss else accuracy
+    accuracy = float(correct) / count
+    return (accuracy, float(loss_sum) / count) if return_loss else accuracy
 
 
 def predict(net, data_iter, device=None, *, amp="auto", channels_last="auto"):
-    """All labels and predictions over ``data_iter`` as CPU tensors ``(y, y_hat)`` (lesson 05's
-    confusion matrix and misclassified images)."""
-    device = _resolve_device(net, device)
-    use_amp, cl = runtime.uses_amp(amp, device), runtime.uses_channels_last(channels_last, device)
-    ys, preds = [], []
-    with _eval_mode(net):
-        for X, y in data_iter:
-            X, y = _to_device(X, y, device, cl)
-            with autocast(device, use_amp):
-                preds.append(net(X).argmax(dim=1).cpu())
-            ys.append(y.cpu())
-    return torch.cat(ys), torch.cat(preds)
+    """All labels and predictions over ``data_iter`` as CPU tensors ``(y, y_hat)`` (lesson 05)."""
+    pairs = [(y.cpu(), y_hat.argmax(dim=1).cpu())
+             for _, y, y_hat in _batches_in_eval_mode(net, data_iter, device, amp, channels_last)]
+    return torch.cat([y for y, _ in pairs]), torch.cat([p for _, p in pairs])
 
 
 def confusion_matrix(y, y_hat, num_classes=10):
@@ -258,44 +196,25 @@ def confusion_matrix(y, y_hat, num_classes=10):
     y, y_hat = torch.as_tensor(y).long().flatten(), torch.as_tensor(y_hat).long().flatten()
     if y.shape != y_hat.shape:
         raise checks.refuse(f"labels {tuple(y.shape)} and predictions {tuple(y_hat.shape)} must have the same length")
-    index = y * num_classes + y_hat
-    return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
+    return torch.bincount(y * num_classes + y_hat, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
-# ---------------------------------------------------------------------------------------------
 # Checkpoints
 
 def rng_state():
-    """The random-number states a resumed run needs: torch (CPU, CUDA), Python, NumPy."""
-    version, internal, gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(), "python": {"version": version, "internal": list(internal), "gauss": gauss}}
+    """The random-number states a resumed run needs: torch's (CPU and CUDA) and Python's."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
-    try:
-        import numpy as np
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        state["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
-                          "has_gauss": int(has_gauss), "cached": float(cached)}
-    except ImportError:
-        pass
     return state
 
 
 def set_rng_state(state):
     """Restore what ``rng_state`` returned."""
     torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
-    py = state.get("python")
-    if py:
-        random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
-    if "numpy" in state:
-        try:
-            import numpy as np
-            n = state["numpy"]
-            np.random.set_state((n["kind"], n["keys"].numpy().astype("uint32"), n["pos"], n["has_gauss"], n["cached"]))
-        except ImportError:
-            pass
 
 
 class CheckpointError(OSError):
@@ -303,21 +222,16 @@ class CheckpointError(OSError):
 
 
 def save_checkpoint(path, state):
-    """Write a checkpoint atomically (``runtime.atomic_path``): the previous one stays until the new one is whole.
-
-    If writing fails (a full disk, no permission) the previous checkpoint stays as it was and
-    ``CheckpointError`` says so in one sentence.
-    """
+    """Write a checkpoint atomically: if writing fails (a full disk), the previous one stays as it was and
+    ``CheckpointError`` says so in one sentence."""
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
     except (OSError, RuntimeError) as e:  # a full disk: OSError from Python, RuntimeError from torch.save
         kept = "the previous checkpoint there is unchanged" if path.exists() else "no checkpoint was written"
-        error = CheckpointError(f"checkpoint {str(path)!r} could not be written ({_write_failure(e, path)}); "
-                                f"{kept}; free some disk space or choose another path.")
-        error.errno = getattr(e, "errno", None)
-        raise error from None
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be written ({_write_failure(e, path)}); "
+                              f"{kept}; free some disk space or choose another path.") from None
     return path
 
 
@@ -336,7 +250,7 @@ def load_checkpoint(path, map_location="cpu"):
     """Read a checkpoint written by ``fit`` with ``torch.load(weights_only=True)``."""
     path = Path(path)
     if not path.is_file():
-        raise checks.refuse(f"checkpoint {str(path)!r} does not exist; train with checkpoint=that path first")
+        raise checks.refuse(f"checkpoint {str(path)!r} does not exist; train with Checkpoint(that path) first")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a corrupt or foreign file: one sentence, not a traceback
@@ -347,122 +261,37 @@ def load_checkpoint(path, map_location="cpu"):
     return state
 
 
-def _mismatch(checkpoint, state, net, error):
-    """A ValueError saying in one sentence how a checkpoint differs from ``net`` (not PyTorch's key dump)."""
-    theirs = state.get("model") if isinstance(state.get("model"), dict) else {}
-    ours = net.state_dict()
+def _mismatch(path, state, net, error):
+    """The Refusal saying in one sentence how a checkpoint differs from ``net`` (not PyTorch's key dump)."""
+    theirs, ours = state.get("model") or {}, net.state_dict()
     preset = (state.get("meta") or {}).get("preset") or {}
-    made = (f" (it was made with preset {preset.get('name')!r}, arch {preset.get('arch')}, width {preset.get('width')})"
-            if preset.get("name") else "")
-    only_ours = [k for k in ours if k not in theirs]
-    only_theirs = [k for k in theirs if k not in ours]
-    shaped = [k for k in ours if k in theirs and tuple(theirs[k].shape) != tuple(ours[k].shape)]
-    dims = lambda t: "×".join(map(str, t.shape)) or "a scalar"  # noqa: E731
-    if shaped:
-        what = f"a different model{made}: {shaped[0]} is {dims(theirs[shaped[0]])} there and {dims(ours[shaped[0]])} here"
-    elif only_ours or only_theirs:
-        key, where = (only_ours[0], "only in this net") if only_ours else (only_theirs[0], "only in the checkpoint")
-        what = (f"a different model{made}: {len(only_ours) + len(only_theirs)} tensor name(s) differ, "
-                f"such as {key}, {where}")
+    made = f" (it was made with preset {preset['name']!r}, width {preset.get('width')})" if preset.get("name") else ""
+
+    def size(tensors, key):
+        return "×".join(map(str, tensors[key].shape)) if key in tensors else "missing"
+
+    differ = [k for k in {**ours, **theirs} if size(ours, k) != size(theirs, k)]
+    if differ:
+        what = f"a different model{made}: {differ[0]} is {size(theirs, differ[0])} there and {size(ours, differ[0])} here"
     else:
         what = f"a different optimiser or schedule{made} ({str(error).splitlines()[0][:80]})"
-    return checks.refuse(f"checkpoint {str(checkpoint)!r} holds {what}; resume with the settings it was made with "
+    return checks.refuse(f"checkpoint {str(path)!r} holds {what}; resume with the settings it was made with "
                          "or use another path")
 
 
-# ---------------------------------------------------------------------------------------------
-# Callbacks
-
-class Callback:
-    """Base class for ``fit`` callbacks (lesson 05); override what you need.
-
-    A plain function passed in ``callbacks`` is called as ``fn(record, history)`` after each epoch.
-    """
-
-    def on_train_begin(self, info):
-        """Called once before the first batch; ``info`` is a dict (num_epochs, start_epoch, num_batches, device)."""
-
-    def on_batch_end(self, step):
-        """Called after every training batch with a ``Step``."""
-
-    def on_epoch_end(self, record, history):
-        """Called after every epoch that trained at least one batch (also one cut short) with its record."""
-
-    def on_train_end(self, history):
-        """Called once at the end, however the run ended."""
-
-
-class Step:
-    """What ``on_batch_end`` sees: epoch (1-based), batch (1-based), num_batches, global step, images seen
-    this epoch, the batch loss (``step.loss``), and the epoch's running mean loss and accuracy so far
-    (``step.mean_loss``, ``step.accuracy``). Reading a number waits for the GPU: read it only when you need it."""
-
-    __slots__ = ("epoch", "batch", "num_batches", "global_step", "images", "_loss", "_sums")
-
-    def __init__(self, epoch, batch, num_batches, global_step, images, loss, sums):
-        self.epoch, self.batch, self.num_batches = epoch, batch, num_batches
-        self.global_step, self.images, self._loss, self._sums = global_step, images, loss, sums
-
-    @property
-    def loss(self):
-        return float(self._loss)
-
-    @property
-    def mean_loss(self):
-        return self._sums.loss_sum.item() / self.images
-
-    @property
-    def accuracy(self):
-        return self._sums.correct.item() / self.images
-
-    def __repr__(self):
-        return f"Step(epoch={self.epoch}, batch={self.batch}/{self.num_batches})"
-
-
-class PrintEpochs(Callback):
-    """Print one line per epoch (what the command line shows)."""
-
-    def __init__(self, num_epochs=None, file=None):
-        self.num_epochs, self.file = num_epochs, file
-
-    def on_epoch_end(self, record, history):
-        print(format_epoch(record, self.num_epochs), file=self.file, flush=True)
-
-
-class _Callbacks:
-    """The run's callbacks, called by event name; a plain function is an ``on_epoch_end``."""
-
-    def __init__(self, callbacks):
-        self.callbacks = list(callbacks or ())
-
-    def __call__(self, name, *args):
-        for cb in self.callbacks:
-            method = getattr(cb, name, None)
-            if method is None and name == "on_epoch_end" and callable(cb) and not isinstance(cb, Callback):
-                method = cb
-            if method is not None:
-                method(*args)
-
-
-# ---------------------------------------------------------------------------------------------
 # How a run ends early
 
 class EndOfRun(Exception):
     """Raised inside ``fit`` to end the run early; ``fit`` catches it (the net and the history stay).
 
-    ``stopped``: whether the history counts the run as stopped; ``keeps_epoch``: whether the epoch it cut
-    short goes into the history; ``checkpoint``: whether the last epoch boundary is (re)written.
+    ``stopped``: the history counts the run as stopped; ``keeps_epoch``: the epoch it cut short is recorded.
     """
-    stopped, keeps_epoch, checkpoint = True, True, True
-
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
-        self.sums = None  # the numbers of the epoch it cut short, set on the way out of the epoch
+    stopped, keeps_epoch = True, True
+    reason = property(lambda self: self.args[0])  # the one sentence: why the run ended
 
 
 class StopRequested(EndOfRun):
-    """The ``stop`` event was set (the panel's Stop button)."""
+    """The ``Stop`` event was set (the panel's Stop button)."""
 
 
 class Interrupted(EndOfRun):
@@ -474,125 +303,409 @@ class OutOfMemory(EndOfRun):
 
 
 class LossNotFinite(EndOfRun):
-    """The training loss became NaN or infinite: the last good weights are restored."""
-    keeps_epoch, checkpoint = False, False
+    """The training loss became NaN or infinite (``NaNGuard``): the last good weights are restored."""
+    keeps_epoch = False
 
 
 class MaxStepsReached(EndOfRun):
-    """``max_steps`` training batches are done (benchmarks, tests): not a stop."""
-    stopped, checkpoint = False, False
+    """``MaxSteps`` training batches are done (benchmarks, tests): not a stop."""
+    stopped = False
 
 
 class CheckpointFailed(EndOfRun):
     """A checkpoint could not be written (a full disk); the previous one stays as it was."""
-    checkpoint = False
-
-
-def _where(epoch, batch=None, num_batches=None):
-    return f"epoch {epoch + 1}" + (f", batch {batch}/{num_batches}" if batch and num_batches else "")
-
-
-def _out_of_memory(epoch, batch, num_batches, shape, device):
-    """The advice for running out of memory; ``batch`` batches had finished, the next one failed."""
-    where = _where(epoch, batch + 1, num_batches) if batch is not None and num_batches else _where(epoch)
-    what = (f" (a batch of {shape[0]} images of {shape[-2]}×{shape[-1]} px)"
-            if shape is not None and len(shape) == 4 else "")
-    return OutOfMemory(f"out of memory on {torch.device(device).type} in {where}{what}; use a smaller batch size "
-                       "or image size and train again; the model keeps its weights")
 
 
 def is_out_of_memory(error):
     """True for an out-of-memory error of any device (CUDA, Apple MPS, the CPU allocator)."""
-    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    if isinstance(error, oom):
+    if isinstance(error, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
         return True
     text = str(error)
     return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def _explain_input_error(net, error, shape):
-    """Turn PyTorch's error for an image too small for the net into shapes' one sentence (if that is the cause)."""
-    if not isinstance(error, RuntimeError) or shape is None or len(shape) != 4:
-        return
-    try:
-        shapes.check_input_size(net, tuple(shape[-2:]), in_channels=shape[1])
-    except shapes.InputTooSmallError as too_small:
-        raise too_small from None
-    except Exception:  # a net that shapes cannot follow: keep PyTorch's own error
-        return
+# Callbacks
+
+class Callback:
+    """A hook into ``fit`` (lesson 05). Override the events you need; each gets the ``Training`` as ``run``.
+    Callbacks run in the order of ``order`` (lower first); the user's own have order 0."""
+    order = 0
+
+    def on_train_begin(self, run): """Once, before the first epoch (the net is on its device)."""
+    def on_epoch_begin(self, run): """Before each epoch's first batch."""
+    def on_batch_begin(self, run): """After ``run.X``, ``run.y`` are on the device, before the forward pass."""
+    def on_backward(self, run): """After the backward pass, before the optimiser's step."""
+    def on_step(self, run): """After the optimiser's step."""
+    def on_batch_end(self, run): """After each training batch (``run.batch``, ``run.loss``, ``run.mean_loss``)."""
+    def on_epoch_end(self, run): """After each epoch that trained a batch (also one cut short): ``run.record``."""
+    def on_cancel(self, run, end): """When an ``EndOfRun`` ends the run early (after the last ``on_epoch_end``)."""
+    def on_train_end(self, run): """Once at the end, however the run ended."""
 
 
-# ---------------------------------------------------------------------------------------------
+class MixedPrecision(Callback):
+    """bf16 autocast for the forward pass and the loss: 'auto' on CUDA only (its tensor cores), or True/False."""
+    order = -20
+
+    def __init__(self, enabled="auto"):
+        self.enabled = checks.auto_flag("mixed precision", enabled)
+
+    def on_train_begin(self, run):
+        run.amp = runtime.uses_amp(self.enabled, run.device)
+
+
+class ChannelsLast(Callback):
+    """channels_last memory for the net and every batch: 'auto' on CUDA and the CPU, or True/False."""
+    order = -20
+
+    def __init__(self, enabled="auto"):
+        self.enabled = checks.auto_flag("channels_last", enabled)
+
+    def on_train_begin(self, run):
+        run.channels_last = runtime.uses_channels_last(self.enabled, run.device)
+        if run.channels_last:
+            run.net.to(memory_format=torch.channels_last)
+
+
+class CPUThreads(Callback):
+    """On a CPU, torch threads as the CPU quota allows (``runtime.follow_cpu_quota``), or ``threads`` for this run."""
+    order = -30
+
+    def __init__(self, threads=None):
+        self.threads = checks.whole_number("threads", threads, 1, 1024, none=True)
+        self.before = None
+
+    def on_train_begin(self, run):
+        if run.device.type == "cpu":
+            self.before = torch.get_num_threads()
+            runtime.follow_cpu_quota(self.threads)
+
+    def on_train_end(self, run):
+        if self.threads is not None and self.before is not None:
+            torch.set_num_threads(self.before)
+
+
+class Compile(Callback):
+    """Train through ``torch.compile(net)`` (CUDA; its compile time counts in the first epoch)."""
+    order = -10
+
+    def on_train_begin(self, run):
+        run.model = torch.compile(run.net)
+
+
+class Meta(Callback):
+    """Store ``info`` (e.g. the preset) in the history and the checkpoints."""
+    order = -40
+
+    def __init__(self, **info):
+        self.info = info
+
+    def on_train_begin(self, run):
+        run.history.meta.update(copy.deepcopy(self.info))
+
+
+class Schedule(Callback):
+    """Step a learning-rate scheduler (one-cycle, cosine) after every batch; a fixed-length one must cover the run."""
+    order = -8
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def on_train_begin(self, run):
+        run.scheduler = self.scheduler  # what checkpoints save and resume
+
+    def on_epoch_begin(self, run):
+        total, n = getattr(self.scheduler, "total_steps", None), run.num_batches
+        if total is not None and n and total < run.num_epochs * n:
+            raise checks.refuse(f"the learning-rate schedule covers {total} batches but {run.num_epochs} epochs of "
+                                f"{n} batches need {run.num_epochs * n}" +
+                                (f"; resume with the number of epochs the checkpoint was made for ({total // n})"
+                                 if run.start_epoch else "; build the schedule for this many epochs"))
+
+    def on_step(self, run):
+        self.scheduler.step()
+
+
+class GradClip(Callback):
+    """Scale the gradients so that their total norm is at most ``max_norm`` (d2l's ``gradient_clip_val``)."""
+
+    def __init__(self, max_norm):
+        self.max_norm = checks.number("max_norm", max_norm, 0, low_open=True, example=1.0)
+
+    def on_backward(self, run):
+        nn.utils.clip_grad_norm_(run.net.parameters(), self.max_norm)
+
+
+class NaNGuard(Callback):
+    """End the run when the loss becomes NaN or infinite, with the last epoch's good weights put back. It looks
+    every ``check_every`` batches and at each epoch's end (default: every batch on a CPU, every 50 on a GPU,
+    where a look waits for it)."""
+    order = 10
+
+    def __init__(self, check_every=None):
+        self.check_every = checks.whole_number("check_every", check_every, 1, none=True)
+
+    def on_train_begin(self, run):
+        self.every = self.check_every or (1 if run.device.type == "cpu" or not run.num_batches else 50)
+
+    def on_epoch_begin(self, run):
+        run.snapshot()
+
+    def on_batch_end(self, run):
+        if run.batch % self.every == 0 or run.batch == run.num_batches:
+            value = run.sums[0].item()
+            if not math.isfinite(value):
+                restored = f"the weights after epoch {run.epoch}" if run.epoch else "the starting weights"
+                raise LossNotFinite(f"the training loss became {value} in epoch {run.epoch + 1} (the learning rate "
+                                    f"is probably too high); training stopped and {restored} were restored")
+
+    def on_cancel(self, run, end):
+        if isinstance(end, LossNotFinite):
+            run.restore(run.snapshot())
+
+
+class Checkpoint(Callback):
+    """Save every finished epoch to ``path`` atomically (model, optimiser, schedule, RNG states, history); after a
+    stop, an interrupt or running out of memory, (re)write the last epoch boundary. ``resume=True`` first loads
+    ``path`` (if it exists) and continues after its last epoch."""
+    order = 50  # after the user's callbacks: a checkpoint that cannot be written ends the run last
+
+    def __init__(self, path, resume=False, verbose=True):
+        self.path, self.resume, self.verbose = Path(path), checks.flag("resume", resume), verbose
+
+    def on_train_begin(self, run):
+        if self.resume:
+            run.start_epoch = self._load(run)
+
+    def on_epoch_begin(self, run):
+        run.snapshot()  # the boundary a stop in this epoch writes
+
+    def on_epoch_end(self, run):
+        if run.epochs_done == run.epoch + 1:  # a whole epoch
+            try:
+                save_checkpoint(self.path, run.snapshot())
+            except CheckpointError as error:  # a full disk: stop, keep the net, the history and the old file
+                raise CheckpointFailed(f"{str(error).rstrip('.')}; training stopped after epoch {run.epoch + 1} and "
+                                       "the model keeps its weights") from None
+
+    def on_cancel(self, run, end):
+        if isinstance(end, (StopRequested, Interrupted, OutOfMemory)):
+            try:
+                save_checkpoint(self.path, run.snapshot())
+            except CheckpointError as error:
+                run.history.reason += f"; {str(error).rstrip('.')}"
+
+    def _load(self, run):
+        if not self.path.is_file():
+            if self.verbose:
+                print(f"no checkpoint at {self.path.name} yet; starting from epoch 1")
+            return 0
+        state = load_checkpoint(self.path)  # on the CPU: RNG states must stay CPU tensors
+        try:
+            run.restore(state)
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise _mismatch(self.path, state, run.net, e) from None
+        set_rng_state(state["rng"])
+        saved = History.from_dict(state["history"])
+        run.history.epochs, run.history.meta = saved.epochs, {**saved.meta, **run.history.meta}
+        if self.verbose:
+            print(f"resuming from {self.path.name} after epoch {state['epoch']}")
+        return state["epoch"]
+
+
+class Stop(Callback):
+    """End the run after the current batch once ``event`` (a ``threading.Event``) is set (the panel's Stop)."""
+    order = 20
+
+    def __init__(self, event):
+        self.event = event
+
+    def on_epoch_begin(self, run):
+        if self.event.is_set():
+            raise StopRequested(f"stopped by request in {run.where()}; the model keeps its weights")
+
+    def on_batch_end(self, run):
+        if self.event.is_set() and run.batch != run.num_batches:  # after the last batch the epoch finishes
+            raise StopRequested(f"stopped by request in {run.where()}; the model keeps its weights")
+
+
+class MaxSteps(Callback):
+    """End the run after ``n`` training batches (benchmarks, tests); the epoch it cuts is tested as usual."""
+    order = 30
+
+    def __init__(self, n):
+        self.n = checks.whole_number("max_steps", n, 1)
+
+    def on_batch_end(self, run):
+        if run.global_step >= self.n:
+            raise MaxStepsReached(f"reached max_steps={self.n} in {run.where()}")
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with the running loss, and one printed sentence when the run ends early (unless a
+    ``PrintEpochs`` prints it). ``ProgressBar(False)``: neither; ``ProgressBar(False, say_why=True)``: the sentence."""
+    order = 40
+
+    def __init__(self, enabled=True, say_why=None):
+        self.enabled, self.bar = checks.flag("enabled", enabled), None
+        self.say_why = enabled if say_why is None else checks.flag("say_why", say_why)
+
+    def on_epoch_begin(self, run):
+        if self.enabled:
+            from tqdm.auto import tqdm  # only when a bar is wanted: it may import ipywidgets
+            self.bar = tqdm(total=run.num_batches, desc=f"epoch {run.epoch + 1}/{run.num_epochs}", leave=False,
+                            unit="batch", dynamic_ncols=True)
+
+    def on_batch_end(self, run):
+        if self.bar is not None:
+            self.bar.update(1)
+            if run.batch % 50 == 0:
+                self.bar.set_postfix(loss=f"{run.mean_loss:.3f}", refresh=False)
+
+    def on_epoch_end(self, run):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_train_end(self, run):
+        self.on_epoch_end(run)
+        if self.say_why and run.history.stopped and not any(isinstance(c, PrintEpochs) for c in run.callbacks):
+            print(run.history.reason)
+
+
+class PrintEpochs(Callback):
+    """Print one line per epoch, and why the run ended early (what the command line shows)."""
+    order = 40
+
+    def __init__(self, num_epochs=None, file=None):
+        self.num_epochs, self.file = num_epochs, file
+
+    def on_epoch_end(self, run):
+        print(format_epoch(run.record, self.num_epochs or run.num_epochs), file=self.file, flush=True)
+
+    def on_train_end(self, run):
+        if run.history.stopped:
+            print(run.history.reason, file=self.file, flush=True)
+
+
+STANDARD = (MixedPrecision, ChannelsLast, CPUThreads, NaNGuard, ProgressBar)  # what fit adds unless given
+
+
 # The training loop
 
-@dataclass
-class EpochSums:
-    """What one pass over the training batches has added up so far (on the device until read)."""
-    loss_sum: torch.Tensor
-    correct: torch.Tensor
-    images: int = 0
-    batches: int = 0
-    started: float = 0.0
-    train_seconds: float = 0.0
+class Training:
+    """One ``fit`` run as its callbacks see it (``run``): the pieces, where the loop is, and the epoch's sums."""
 
-    @classmethod
-    def start(cls, device):
-        return cls(torch.zeros((), dtype=torch.float64, device=device), torch.zeros((), dtype=torch.int64, device=device),
-                   started=time.perf_counter())
+    def __init__(self, net, optimizer, loss, device, num_epochs, num_batches, callbacks):
+        self.net = self.model = net
+        self.optimizer, self.loss_fn, self.device = optimizer, loss, device
+        self.num_epochs, self.num_batches = num_epochs, num_batches
+        self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
+        self.history = History()
+        self.amp = self.channels_last = False  # set by MixedPrecision and ChannelsLast
+        self.scheduler = None  # set by Schedule
+        self.start_epoch = self.epoch = self.epochs_done = self.global_step = self.batch = self.images = 0
+        self.loss, self.last_shape, self._snapshot = None, None, None
 
+    def emit(self, event, *args):
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
 
-def _num_batches(it):
-    try:
-        return len(it)
-    except TypeError:
-        return None
+    def train_step(self, X, y):
+        """Forward, loss, backward, step, with the callbacks' hooks between them."""
+        self.last_shape = tuple(X.shape)
+        self.X, self.y = _to_device(X, y, self.device, self.channels_last)
+        self.emit("on_batch_begin")
+        self.optimizer.zero_grad(set_to_none=True)
+        with runtime.autocast(self.device, self.amp):
+            self.y_hat = self.model(self.X)
+            self.loss = self.loss_fn(self.y_hat, self.y)
+        self.loss.backward()
+        self.emit("on_backward")
+        self.optimizer.step()
+        self.emit("on_step")
+        with torch.no_grad():  # added up on the device; read only when needed
+            self.sums[0] += self.loss.detach().double() * self.y.shape[0]
+            self.sums[1] += (self.y_hat.argmax(dim=1) == self.y).sum()
+        self.batch, self.images, self.global_step = self.batch + 1, self.images + self.y.shape[0], self.global_step + 1
+        self.emit("on_batch_end")
 
+    def start_epoch_sums(self):
+        """The epoch's loss sum and correct count (tensors on the device) and its batch and image counts, at 0."""
+        self.sums = [torch.zeros((), dtype=torch.float64, device=self.device),
+                     torch.zeros((), dtype=torch.int64, device=self.device)]
+        self.batch = self.images = 0
 
-def _check_schedule_length(scheduler, num_epochs, num_batches, start_epoch):
-    """A schedule with a fixed length (one-cycle) must cover every batch of the run."""
-    total = getattr(scheduler, "total_steps", None)
-    if total is None or num_batches is None:
-        return
-    needed = num_epochs * num_batches
-    if total < needed:
-        made_for = total // num_batches if num_batches else "?"
-        raise checks.refuse(f"the learning-rate schedule covers {total} batches but {num_epochs} epochs of "
-                            f"{num_batches} batches need {needed}" +
-                            (f"; resume with the number of epochs the checkpoint was made for ({made_for})"
-                             if start_epoch else "; build the schedule for this many epochs"))
+    mean_loss = property(lambda self: self.sums[0].item() / self.images)
+    accuracy = property(lambda self: self.sums[1].item() / self.images)
+    record = property(lambda self: self.history.last)
 
+    def end_epoch(self, test_iter, partial=False, tested=True):
+        """Record the epoch (with a test pass if ``tested``) and call ``on_epoch_end``."""
+        runtime.sync(self.device)
+        train_seconds = time.perf_counter() - self.started
+        test_acc = None
+        if test_iter is not None and tested:
+            test_acc = evaluate(self.net, test_iter, self.device, amp=self.amp, channels_last=self.channels_last)
+        record = {"epoch": self.epoch + 1, "loss": self.mean_loss, "train_acc": self.accuracy, "test_acc": test_acc,
+                  "seconds": time.perf_counter() - self.started, "train_seconds": train_seconds,
+                  "images_per_s": self.images / max(train_seconds, 1e-9), "images": self.images,
+                  "lr": self.optimizer.param_groups[0]["lr"]}
+        if partial:
+            record.update(partial=True, batches=self.batch, num_batches=self.num_batches)
+        else:
+            self.epochs_done = self.epoch + 1
+        self.history.epochs.append(record)
+        self.emit("on_epoch_end")
 
-def _tqdm():
-    """tqdm.auto's progress bar, imported only when a bar is wanted (it may import ipywidgets)."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm
+    def cut_short(self, error, test_iter):
+        """The ``EndOfRun`` for an error inside an epoch, after recording what the epoch did (if it keeps it)."""
+        end = self.ending(error)
+        if end.keeps_epoch and self.images:
+            whole = self.num_batches is not None and self.batch == self.num_batches
+            self.end_epoch(test_iter, partial=not whole, tested=isinstance(end, MaxStepsReached))
+        return end
 
+    def ending(self, error):
+        """The ``EndOfRun`` an error means; any other error is raised as it is (a bad input: one sentence)."""
+        if isinstance(error, EndOfRun):
+            return error
+        if isinstance(error, KeyboardInterrupt):
+            return Interrupted(f"interrupted (KeyboardInterrupt) in {self.where()}; the model keeps its weights")
+        if is_out_of_memory(error):
+            shape = self.last_shape
+            what = f" (a batch of {shape[0]} images of {shape[-2]}×{shape[-1]} px)" if shape and len(shape) == 4 else ""
+            return OutOfMemory(f"out of memory on {self.device.type} in {self.where(1)}{what}; use a smaller batch "
+                               "size or image size and train again; the model keeps its weights")
+        if isinstance(error, RuntimeError) and self.last_shape is not None and len(self.last_shape) == 4:
+            shapes.check_input(self.net, self.last_shape)  # an input the net cannot take: one sentence
+        raise error
 
-class _Trainer:
-    """The pieces of one ``fit`` run and the steps of its epochs (read ``fit`` first)."""
+    def cancel(self, end):
+        """Note how the run ended and let the callbacks act on it (restore, checkpoint)."""
+        self.history.stopped, self.history.reason = end.stopped, end.reason
+        if isinstance(end, OutOfMemory):
+            self.optimizer.zero_grad(set_to_none=True)  # drop the gradients and give cached GPU memory back
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+        self.emit("on_cancel", end)
 
-    def __init__(self, net, model, optimizer, scheduler, loss, device, use_amp, cl, check_every, max_steps, stop,
-                 callbacks, num_batches, history, progress, num_epochs, grad_clip=None):
-        self.net, self.model, self.optimizer, self.scheduler, self.loss = net, model, optimizer, scheduler, loss
-        self.grad_clip = grad_clip
-        self.device, self.use_amp, self.cl, self.check_every = device, use_amp, cl, check_every
-        self.max_steps, self.stop, self.callbacks, self.num_batches = max_steps, stop, callbacks, num_batches
-        self.history, self.num_epochs = history, num_epochs
-        self.bar = _tqdm() if progress else None
-        self.global_step = 0
-        self.last_shape = None  # the shape of the last batch (an out-of-memory message names it)
+    def where(self, ahead=0):
+        """'epoch 2' or, inside an epoch, 'epoch 2, batch 37/79' (``ahead``: the batch that failed)."""
+        batch = self.batch + ahead
+        return f"epoch {self.epoch + 1}" + (f", batch {batch}/{self.num_batches}" if batch and self.num_batches else "")
 
-    def snapshot(self, epoch):
-        """The state at an epoch boundary: what a checkpoint holds and what a NaN loss goes back to."""
-        return {"format": CHECKPOINT_FORMAT, "epoch": epoch,
+    def snapshot(self):
+        """The state at the last epoch boundary (model, optimiser, schedule, RNG states, history): what a checkpoint
+        holds and what a NaN loss goes back to, copied once per epoch however many callbacks ask."""
+        if self._snapshot is None or self._snapshot["epoch"] != self.epochs_done:
+            self._snapshot = {
+                "format": CHECKPOINT_FORMAT, "epoch": self.epochs_done,
                 "model": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
-                "rng": rng_state(), "history": self.history.full_epochs().to_dict(),
+                "rng": rng_state(), "history": History([e for e in self.history if not e.get("partial")]).to_dict(),
                 "meta": copy.deepcopy(self.history.meta)}
+        return self._snapshot
 
     def restore(self, state):
         self.net.load_state_dict(state["model"])
@@ -600,241 +713,55 @@ class _Trainer:
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
 
-    def train_epoch(self, train_iter, epoch):
-        """One pass over the training batches; returns its ``EpochSums`` or raises ``EndOfRun`` carrying them."""
-        self.net.train()
-        sums = EpochSums.start(self.device)
-        bar = self.bar(total=self.num_batches, desc=f"epoch {epoch + 1}/{self.num_epochs}", leave=False, unit="batch",
-                       dynamic_ncols=True) if self.bar else None
-        try:
-            for X, y in train_iter:
-                if self.stop is not None and self.stop.is_set():
-                    raise StopRequested(f"stopped by request in {_where(epoch, sums.batches, self.num_batches)}; "
-                                        "the model keeps its weights")
-                self.train_step(X, y, sums)
-                if sums.batches % self.check_every == 0:
-                    self.check_loss(sums, epoch, bar)
-                if bar is not None:
-                    bar.update(1)
-                self.callbacks("on_batch_end", Step(epoch + 1, sums.batches, self.num_batches, self.global_step,
-                                                    sums.images, self.last_loss, sums))
-                if self.max_steps is not None and self.global_step >= self.max_steps:
-                    self.check_loss(sums, epoch, None)
-                    raise MaxStepsReached(f"reached max_steps={self.max_steps} in "
-                                          f"{_where(epoch, sums.batches, self.num_batches)}")
-            self.check_loss(sums, epoch, None)
-        except KeyboardInterrupt:
-            end = Interrupted(f"interrupted (KeyboardInterrupt) in {_where(epoch, sums.batches, self.num_batches)}; "
-                              "the model keeps its weights")
-        except EndOfRun as stop_here:
-            end = stop_here
-        except Exception as error:  # out of memory: advice; an input too small for the net: one sentence
-            if not is_out_of_memory(error):
-                _explain_input_error(self.net, error, self.last_shape)
-                raise
-            end = _out_of_memory(epoch, sums.batches, self.num_batches, self.last_shape, self.device)
-        else:
-            end = None
-        finally:
-            if bar is not None:
-                bar.close()
-        runtime.sync(self.device)
-        sums.train_seconds = time.perf_counter() - sums.started
-        if end is not None:
-            end.sums = sums
-            raise end
-        return sums
 
-    def train_step(self, X, y, sums):
-        """Forward, loss, backward, step (and the schedule), adding the batch to the epoch's sums."""
-        self.last_shape = tuple(X.shape)
-        X, y = _to_device(X, y, self.device, self.cl)
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.use_amp):
-            y_hat = self.model(X)
-            loss = self.loss(y_hat, y)
-        loss.backward()
-        if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        with torch.no_grad():
-            self.last_loss = loss.detach()
-            sums.loss_sum += self.last_loss.double() * y.shape[0]
-            sums.correct += (y_hat.argmax(dim=1) == y).sum()
-        sums.images += y.shape[0]
-        sums.batches += 1
-        self.global_step += 1
-
-    def check_loss(self, sums, epoch, bar):
-        """Raise ``LossNotFinite`` if the loss is NaN or infinite (reading it waits for the GPU)."""
-        value = sums.loss_sum.item()
-        if not math.isfinite(value):
-            restored = f"the weights after epoch {epoch}" if epoch else "the starting weights"
-            raise LossNotFinite(f"the training loss became {value} in epoch {epoch + 1} (the learning rate is "
-                                f"probably too high); training stopped and {restored} were restored")
-        if bar is not None and sums.images:
-            bar.set_postfix(loss=f"{value / sums.images:.3f}", refresh=False)
-
-    def record(self, epoch, sums, test_iter, partial=False, tested=True):
-        """The epoch's record for the history, with the test pass if ``tested`` (not after a stop or an interrupt)."""
-        test_acc = None
-        if test_iter is not None and tested:
-            test_acc = evaluate(self.net, test_iter, self.device, amp=self.use_amp, channels_last=self.cl)
-        record = {"epoch": epoch + 1, "loss": sums.loss_sum.item() / sums.images, "train_acc": sums.correct.item() / sums.images,
-                  "test_acc": test_acc, "seconds": time.perf_counter() - sums.started,
-                  "train_seconds": sums.train_seconds, "images_per_s": sums.images / max(sums.train_seconds, 1e-9),
-                  "images": sums.images, "lr": self.optimizer.param_groups[0]["lr"]}
-        if partial:
-            record.update(partial=True, batches=sums.batches, num_batches=self.num_batches)
-        return record
+def _with_standard(callbacks):
+    """The given callbacks, checked, plus a standard one of each class in ``STANDARD`` that is not given."""
+    callbacks = list(callbacks or ())
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise checks.refuse(f"callbacks[{i}] {cb!r} is not allowed; use train.Callback objects (subclass "
+                                "train.Callback and override on_epoch_end, on_batch_end, ...)")
+    return callbacks + [kind() for kind in STANDARD if not any(isinstance(cb, kind) for cb in callbacks)]
 
 
-def fit(net, train_iter, test_iter=None, *, num_epochs, lr=None, optimizer=None, scheduler=None,
-        loss=None, device=None, callbacks=(), checkpoint=None, resume=False, stop=None, progress=True,
-        amp="auto", channels_last="auto", compile=False, max_steps=None, check_every=None, meta=None,
-        verbose=True, threads=None, grad_clip=None):
-    """Train ``net`` (lesson 05; d2l's ``train_ch6`` made fast and safe) and return a ``History``.
-
-    net, train_iter, test_iter: the model and iterables of ``(X, y)`` (``data.Batches``; a
-        ``set_epoch`` method, if there, is called before each epoch so the order is reproducible).
-        ``test_iter=None`` skips evaluation.
-    num_epochs: epochs to reach (a resumed run counts the epochs already done).
-    lr or optimizer: a learning rate gives plain SGD as in the book; or pass an optimizer.
-    scheduler: an LR scheduler stepped after every batch (e.g. OneCycleLR), or None.
-    loss: the loss module (default ``nn.CrossEntropyLoss()``).
-    device: 'auto' | 'cpu' | 'cuda' | 'mps' | a torch.device; None keeps the net where it is.
-    callbacks: ``Callback`` objects or functions ``fn(record, history)`` called after each epoch.
-    checkpoint, resume: save every finished epoch to this path; with ``resume=True`` load it
-        first (if it exists) and continue from the epoch after the last one saved.
-    stop: a ``threading.Event``; when set, training ends after the current batch.
-    progress: show a tqdm progress bar (``tqdm.auto``).
-    amp, channels_last: 'auto' follows ``runtime.uses_amp`` / ``runtime.uses_channels_last``.
-    compile: wrap the net in ``torch.compile`` for the training steps (CUDA; slow to start).
-    max_steps: stop after this many training batches (benchmarks, tests).
-    check_every: look for a NaN/inf loss every so many batches (default 1 on CPU, 50 on GPU,
-        where each check waits for the GPU).
-    meta: a dict stored in the history and the checkpoint (e.g. the preset).
-    threads: torch CPU threads for a run on the CPU (default: what the CPU quota allows).
-    grad_clip: after each backward pass, scale the gradients down so that their total norm is at most this
-        (d2l's ``gradient_clip_val``); None leaves them as they are.
-    """
+def fit(net, train_iter, test_iter=None, *, num_epochs, lr=None, optimizer=None, loss=None, device=None,
+        callbacks=()):
+    """Train ``net`` on the batches of ``train_iter`` for ``num_epochs`` (lesson 05; d2l's ``train_ch6`` made fast
+    and safe); test on ``test_iter`` after each epoch (None: no test). ``lr`` gives plain SGD as in the book, or
+    pass an ``optimizer``; ``loss`` defaults to cross-entropy; ``device`` 'auto' | 'cpu' | 'cuda' | 'mps' (None:
+    where the net is). ``callbacks`` add everything else (see the module's docstring). Returns a ``History``."""
     checks.whole_number("num_epochs", num_epochs, 1)
-    checks.whole_number("max_steps", max_steps, 1, none=True)
-    if grad_clip is not None:
-        checks.number("grad_clip", grad_clip, 0, low_open=True, example=1.0)
     if (lr is None) == (optimizer is None):
         raise checks.refuse("give fit either lr (plain SGD, as in the book) or an optimizer, not both and not neither")
-    if lr is not None:
-        checks.learning_rate(lr)
-    if resume and checkpoint is None:
-        raise checks.refuse("resume=True needs checkpoint=PATH, the file to resume from")
-    device = _resolve_device(net, device)
-    use_amp, cl = runtime.uses_amp(amp, device), runtime.uses_channels_last(channels_last, device)
-    with runtime.cpu_threads(threads) if device.type == "cpu" else contextlib.nullcontext():
-        net.to(device, memory_format=torch.channels_last) if cl else net.to(device)
-        optimizer = optimizer if optimizer is not None else torch.optim.SGD(net.parameters(), lr=lr)
-        history = History(meta={"device": runtime.describe_device(device), **(meta or {}),
-                                "amp": use_amp, "channels_last": cl, "compile": bool(compile)})
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        run = _Trainer(net, torch.compile(net) if compile else net, optimizer, scheduler,
-                       loss if loss is not None else nn.CrossEntropyLoss(), device, use_amp, cl,
-                       check_every or (1 if device.type == "cpu" else 50), max_steps, stop,
-                       _Callbacks(callbacks), _num_batches(train_iter), history, progress, num_epochs, grad_clip)
-        start_epoch = _resume(run, checkpoint, verbose) if resume else 0
-        _check_schedule_length(scheduler, num_epochs, run.num_batches, start_epoch)
-        run.callbacks("on_train_begin", {"num_epochs": num_epochs, "start_epoch": start_epoch,
-                                         "num_batches": run.num_batches, "device": device})
-        boundary = run.snapshot(start_epoch)  # the last epoch boundary: what a checkpoint holds
-        epoch = start_epoch
-        try:
-            for epoch in range(start_epoch, num_epochs):
-                if stop is not None and stop.is_set():
-                    raise StopRequested(f"stopped by request in {_where(epoch)}; the model keeps its weights")
-                if hasattr(train_iter, "set_epoch"):
-                    train_iter.set_epoch(epoch)
-                try:
-                    sums = run.train_epoch(train_iter, epoch)
-                except EndOfRun as end:
-                    if end.keeps_epoch and end.sums.images:
-                        _end_epoch(run, epoch, end.sums, test_iter, tested=isinstance(end, MaxStepsReached))
-                    raise
-                history.epochs.append(run.record(epoch, sums, test_iter))
-                boundary = run.snapshot(epoch + 1)
-                failed = _save(checkpoint, boundary, epoch)
-                run.callbacks("on_epoch_end", history.last, history)
-                if failed is not None:
-                    raise failed
-        except KeyboardInterrupt:  # raised by a callback, or during evaluation
-            _finish(run, Interrupted(f"interrupted (KeyboardInterrupt) in {_where(epoch)}; the model keeps its "
-                                     "weights"), boundary, checkpoint)
-        except EndOfRun as end:
-            _finish(run, end, boundary, checkpoint)
-        except Exception as error:  # out of memory outside a training step (evaluation): advice, not a crash
-            if not is_out_of_memory(error):
-                raise
-            del error
-            _finish(run, _out_of_memory(epoch, None, None, None, device), boundary, checkpoint)
-        if history.stopped and verbose:
-            print(history.reason)
-        run.callbacks("on_train_end", history)
-    return history
-
-
-def _end_epoch(run, epoch, sums, test_iter, tested):
-    """An epoch cut short by ``EndOfRun``: its record and its callbacks, like any other epoch's
-    (``tested``: after ``max_steps`` the test pass runs as after a whole epoch)."""
-    partial = run.num_batches is None or sums.batches < run.num_batches
-    record = run.record(epoch, sums, test_iter, partial=partial, tested=tested)
-    run.history.epochs.append(record)
-    run.callbacks("on_epoch_end", record, run.history)
-
-
-def _save(checkpoint, state, epoch):
-    """Save the checkpoint of a finished epoch; a ``CheckpointFailed`` to raise (after the callbacks) if it cannot."""
-    if checkpoint is None:
-        return None
+    device = _device_of(net) if device is None else runtime.pick_device(device)
+    net.to(device)
+    optimizer = optimizer or torch.optim.SGD(net.parameters(), lr=checks.learning_rate(lr))
+    num_batches = len(train_iter) if hasattr(train_iter, "__len__") else None
+    run = Training(net, optimizer, loss or nn.CrossEntropyLoss(), device, num_epochs, num_batches,
+                   _with_standard(callbacks))
     try:
-        save_checkpoint(checkpoint, state)
-    except CheckpointError as error:  # a full disk: stop, keep the net, the history and the old file
-        return CheckpointFailed(f"{str(error).rstrip('.')}; training stopped after epoch {epoch + 1} and the model "
-                                "keeps its weights")
-    return None
-
-
-def _finish(run, end, boundary, checkpoint):
-    """Note how the run ended; go back to the last good weights after a bad loss, else keep the net as it is and
-    (re)write the last epoch boundary so that resuming repeats nothing and skips nothing."""
-    run.history.stopped, run.history.reason = end.stopped, end.reason
-    if isinstance(end, OutOfMemory):
-        run.optimizer.zero_grad(set_to_none=True)  # drop the gradients and give cached GPU memory back
-        if run.device.type == "cuda":
-            torch.cuda.empty_cache()
-    if isinstance(end, LossNotFinite):
-        run.restore(boundary)
-    elif end.checkpoint and checkpoint is not None:
-        try:
-            save_checkpoint(checkpoint, boundary)
-        except CheckpointError as error:
-            run.history.reason += f"; {str(error).rstrip('.')}"
-
-
-def _resume(run, checkpoint, verbose):
-    """Load ``checkpoint`` into the run if it exists; returns the epoch to start from."""
-    if not Path(checkpoint).is_file():
-        if verbose:
-            print(f"no checkpoint at {Path(checkpoint).name} yet; starting from epoch 1")
-        return 0
-    state = load_checkpoint(checkpoint)  # on the CPU: RNG states must stay CPU tensors
-    try:
-        run.restore(state)
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise _mismatch(checkpoint, state, run.net, e) from None
-    set_rng_state(state["rng"])
-    saved = History.from_dict(state["history"])
-    run.history.epochs, run.history.meta = saved.epochs, {**saved.meta, **run.history.meta}
-    if verbose:
-        print(f"resuming from {Path(checkpoint).name} after epoch {state['epoch']}")
-    return state["epoch"]
+        run.emit("on_train_begin")
+        run.history.meta.update(device=runtime.describe_device(device), amp=run.amp, channels_last=run.channels_last,
+                                compile=run.model is not net)
+        run.epochs_done = run.start_epoch
+        for run.epoch in range(run.start_epoch, num_epochs):
+            run.start_epoch_sums()
+            run.emit("on_epoch_begin")
+            if hasattr(train_iter, "set_epoch"):  # data.Batches: each epoch's order is reproducible
+                train_iter.set_epoch(run.epoch)
+            net.train()
+            run.started = time.perf_counter()
+            try:
+                for X, y in train_iter:
+                    run.train_step(X, y)
+            except (Exception, KeyboardInterrupt) as error:
+                raise run.cut_short(error, test_iter) from None
+            if run.images == 0:
+                raise checks.refuse(f"train_iter gave no batches in epoch {run.epoch + 1}; give fit an iterable of "
+                                    "at least one (X, y) batch")
+            run.end_epoch(test_iter)
+    except (Exception, KeyboardInterrupt) as error:
+        run.cancel(run.ending(error))
+    finally:
+        run.emit("on_train_end")
+    return run.history

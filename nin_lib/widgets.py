@@ -1,264 +1,214 @@
-"""ipywidgets panels over the nin_lib functions (widgets): the only module that imports ipywidgets.
-
-Each panel is thin: its logic is a plain function elsewhere in nin_lib (with unit tests); bad input
-is shown in the panel as one sentence, nothing crashes.
-"""
+"""ipywidgets panels (7.7 and 8; the only module importing ipywidgets): a bad value is one sentence, never a crash."""
 import html
 import math
 import threading
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+import torch
 from IPython.display import HTML, display
 
-from . import checks, experiments, presets, runtime, shapes, train, viz
+from . import checks, experiments, models, presets, runtime, shapes, train, viz
+
+STYLE = {"description_width": "initial"}
 
 
-# ---------------------------------------------------------------------------------------------
-# Lessons 01-02: a panel whose result is an ordinary notebook output, the conv-cost and NiN-parameter panels
+def message(error):
+    """An exception as one red HTML line: a ``checks.Refusal`` is not possible, anything else is a bug."""
+    if isinstance(error, checks.Refusal):
+        return f'<p style="color:#b00020"><b>Not possible:</b> {html.escape(str(error))}</p>'
+    return f'<p style="color:#b00020"><b>Error (a bug):</b> {html.escape(f"{type(error).__name__}: {error}")}</p>'
 
+
+# Lessons 01-06: panels whose results are ordinary notebook outputs
 class ResultPanel:
-    """Controls plus result outputs that are ordinary notebook outputs (visible where widgets are not).
+    """Rows of controls, widgets ``below``, then ``render(**values)``'s HTML and figures as outputs (lessons 01-06)."""
 
-    ``render(**values)`` returns a list of things to display (HTML, figures); a ValueError it raises is
-    shown in the panel as one red sentence. Displaying the panel shows the controls and renders the
-    defaults once, so a non-interactive run (nbval, nbconvert) records the default result.
-    """
-
-    def __init__(self, controls, render, rows=None):
-        self.controls = dict(controls)
-        self.render = render
-        rows = rows or [list(self.controls)]
-        self.box = W.VBox([W.HBox([self.controls[name] for name in row]) for row in rows])
-        self.handles = []
+    def __init__(self, controls, render, rows=None, below=()):
+        self.controls, self.render, self.handles = dict(controls), render, []
+        self.box = W.VBox([W.HBox([self.controls[name] for name in row]) for row in rows or [list(self.controls)]]
+                          + list(below))
         for control in self.controls.values():
             control.observe(self._changed, names="value")
-
-    def values(self):
-        """The controls' current values by name."""
-        return {name: control.value for name, control in self.controls.items()}
 
     def result(self):
         """What the panel shows for the current values: a list of displayable objects."""
         try:
-            return list(self.render(**self.values()))
-        except ValueError as error:
-            return [HTML(f'<p style="color:#b00020"><b>Not possible:</b> {html.escape(str(error))}</p>')]
+            items = list(self.render(**{name: control.value for name, control in self.controls.items()}))
+        except Exception as error:  # a Refusal is the learner's, anything else a bug: either way one line
+            return [HTML(message(error))]
+        for fig in [item for item in items if isinstance(item, plt.Figure)]:
+            plt.close(fig)  # the panel shows it; pyplot must not show it again when the cell ends
+        return items
 
     def _changed(self, change=None):
-        for handle, item in zip(self.handles, self.result()):
-            if handle is not None:
+        items = self.result()
+        for handle, item in zip(self.handles, items + [HTML("")] * (len(self.handles) - len(items))):
+            if handle is not None:  # None outside IPython
                 handle.update(item)
-            _close(item)
 
     def _ipython_display_(self):
         display(self.box)
-        self.handles = []
-        for item in self.result():
-            self.handles.append(display(item, display_id=True))
-            _close(item)
-
-
-def _close(item):
-    if isinstance(item, plt.Figure):
-        plt.close(item)
+        self.handles = [display(item, display_id=True) for item in self.result()]
 
 
 def _table(rows):
-    body = "".join(f'<tr><td style="text-align:left">{html.escape(a)}</td>'
-                   f'<td style="text-align:right">{html.escape(b)}</td></tr>' for a, b in rows)
-    return f"<table>{body}</table>"
+    return "<table>" + "".join(f'<tr><td style="text-align:left">{html.escape(a)}</td>'
+                               f'<td style="text-align:right">{html.escape(b)}</td></tr>' for a, b in rows) + "</table>"
 
 
-def conv_cost_view(in_channels, out_channels, kernel_size, input_size, stride=1, padding=0):
-    """The conv-cost panel's result for one setting: an HTML table (lesson 01)."""
-    c = shapes.conv_cost(in_channels, out_channels, kernel_size, input_size, stride, padding)
-    one = shapes.conv_cost(in_channels, out_channels, 1, input_size, stride, 0)
-    _, h, w = c["output_shape"]
-    dense = in_channels * input_size ** 2 * out_channels * h * w + out_channels * h * w
-    k = kernel_size
-    rows = [("input (channels × height × width)", f"{in_channels} × {input_size} × {input_size}"),
-            ("output (channels × height × width)", " × ".join(map(str, c["output_shape"]))),
-            ("parameters", f"{c['parameters']:,}  = {in_channels}·{out_channels}·{k}² weights + {out_channels} biases"),
-            ("multiply-accumulates (MACs) per image", f"{c['macs']:,}"),
-            ("a 1×1 conv, same channels and stride", f"{one['parameters']:,} parameters, {one['macs']:,} MACs"),
-            ("a fully connected layer, whole input map → whole output map", f"{dense:,} parameters")]
-    return [HTML(_table(rows))]
+def _slider(value, low, high, description, **options):
+    return W.IntSlider(value=value, min=low, max=high, description=description, style=STYLE, **options)
 
 
 def conv_cost_panel(in_channels=96, out_channels=96, kernel_size=1, input_size=54, stride=1, padding=0):
-    """Sliders for one Conv2d (channels, kernel, stride, padding, input size) showing parameters, MACs and
-    output shape (lesson 01)."""
-    style = {"description_width": "initial"}
-    controls = {
-        "in_channels": W.IntSlider(value=in_channels, min=1, max=512, description="c_in", style=style),
-        "out_channels": W.IntSlider(value=out_channels, min=1, max=512, description="c_out", style=style),
-        "kernel_size": W.IntSlider(value=kernel_size, min=1, max=11, description="kernel size", style=style),
-        "input_size": W.IntSlider(value=input_size, min=1, max=224, description="input size (px)", style=style),
-        "stride": W.IntSlider(value=stride, min=1, max=4, description="stride", style=style),
-        "padding": W.IntSlider(value=padding, min=0, max=5, description="padding", style=style),
-    }
-    return ResultPanel(controls, conv_cost_view,
+    """Sliders for one Conv2d's channels, kernel, stride, padding, input size: parameters, MACs, shape (lesson 01)."""
+    def view(in_channels, out_channels, kernel_size, input_size, stride, padding):
+        c = shapes.conv_cost(in_channels, out_channels, kernel_size, input_size, stride, padding)
+        one = shapes.conv_cost(in_channels, out_channels, 1, input_size, stride, 0)
+        _, h, w = c["output_shape"]
+        dense = in_channels * input_size ** 2 * out_channels * h * w + out_channels * h * w
+        rows = [("input (channels × height × width)", f"{in_channels} × {input_size} × {input_size}"),
+                ("output (channels × height × width)", " × ".join(map(str, c["output_shape"]))),
+                ("parameters", f"{c['parameters']:,}  = {in_channels}·{out_channels}·{kernel_size}² weights + "
+                               f"{out_channels} biases"),
+                ("multiply-accumulates (MACs) per image", f"{c['macs']:,}"),
+                ("a 1×1 conv, same channels and stride", f"{one['parameters']:,} parameters, {one['macs']:,} MACs"),
+                ("a fully connected layer, whole input map → whole output map", f"{dense:,} parameters")]
+        return [HTML(_table(rows))]
+
+    controls = {"in_channels": _slider(in_channels, 1, 512, "c_in"), "stride": _slider(stride, 1, 4, "stride"),
+                "out_channels": _slider(out_channels, 1, 512, "c_out"), "padding": _slider(padding, 0, 5, "padding"),
+                "kernel_size": _slider(kernel_size, 1, 11, "kernel size"),
+                "input_size": _slider(input_size, 1, 224, "input size (px)")}
+    return ResultPanel(controls, view,
                        rows=[["in_channels", "out_channels", "kernel_size"], ["input_size", "stride", "padding"]])
 
 
-def nin_params_view(head="gap", num_1x1=2, width=1.0, hidden=4096):
-    """The NiN-parameter panel's result: a summary table and per-layer bars beside the seed's NiN (lesson 02)."""
-    seed = shapes.nin_parameter_breakdown("gap")
-    mine = shapes.nin_parameter_breakdown(head, num_1x1=num_1x1, width=width, hidden=hidden)
-    name = (f"{'FC head' if head == 'fc' else 'GAP head'}, {num_1x1} × 1×1 conv per block, width {width:g}"
-            + (f", {hidden} hidden units" if head == "fc" else ""))
-    rows = [("your net", name),
-            ("parameters in total", f"{mine['total']:,}  ({mine['total'] / seed['total']:.2f} × the seed's NiN)"),
-            ("in the trunk (three NiN blocks)", f"{mine['trunk']:,}"),
-            ("in the head", f"{mine['head']:,}  ({mine['head'] / mine['total']:.0%} of the net)"),
-            ("the seed's NiN", f"{seed['total']:,}")]
-    fig = viz.parameter_bars({"the seed's NiN": seed["rows"], "your net": mine["rows"]},
-                             title="parameters per layer, 224×224 input", xmax=1e10)
-    return [HTML(_table(rows)), fig]
-
-
 def nin_params_panel(head="gap", num_1x1=2, width=1.0, hidden=4096):
-    """Pick the head (GAP or FC), the number of 1×1 convs, the width and the FC size; see the parameter
-    counts and per-layer bars (lesson 02)."""
-    style = {"description_width": "initial"}
+    """The head (GAP or FC), 1×1 convs, width and FC size: the parameter counts and per-layer bars (lesson 02)."""
+    def view(head, num_1x1, width, hidden):  # a summary table and per-layer bars beside the seed's NiN
+        seed = shapes.nin_parameter_breakdown("gap")
+        mine = shapes.nin_parameter_breakdown(head, num_1x1=num_1x1, width=width, hidden=hidden)
+        name = (f"{'FC head' if head == 'fc' else 'GAP head'}, {num_1x1} × 1×1 conv per block, width {width:g}"
+                + (f", {hidden} hidden units" if head == "fc" else ""))
+        rows = [("your net", name),
+                ("parameters in total", f"{mine['total']:,}  ({mine['total'] / seed['total']:.2f} × the seed's NiN)"),
+                ("in the trunk (three NiN blocks)", f"{mine['trunk']:,}"),
+                ("in the head", f"{mine['head']:,}  ({mine['head'] / mine['total']:.0%} of the net)"),
+                ("the seed's NiN", f"{seed['total']:,}")]
+        fig = viz.parameter_bars({"the seed's NiN": seed["rows"], "your net": mine["rows"]},
+                                 title="parameters per layer, 224×224 input", xmax=1e10)
+        return [HTML(_table(rows)), fig]
+
     controls = {
         "head": W.ToggleButtons(options=[("GAP (NiN)", "gap"), ("FC (AlexNet-style)", "fc")], value=head,
-                                description="head", style=style),
-        "num_1x1": W.IntSlider(value=num_1x1, min=0, max=4, description="1×1 convs per block", style=style),
-        "width": W.FloatSlider(value=width, min=0.25, max=2.0, step=0.25, description="width ×", style=style),
+                                description="head", style=STYLE),
+        "num_1x1": _slider(num_1x1, 0, 4, "1×1 convs per block"),
+        "width": W.FloatSlider(value=width, min=0.25, max=2.0, step=0.25, description="width ×", style=STYLE),
         "hidden": W.Dropdown(options=[256, 512, 1024, 2048, 4096], value=hidden, description="FC hidden units",
-                             style=style),
-    }
-    return ResultPanel(controls, nin_params_view, rows=[["head", "hidden"], ["num_1x1", "width"]])
-
-
-# ---------------------------------------------------------------------------------------------
-# Lessons 03-04: the input-size panel, the adaptive-pooling-windows panel, the class-confidence-map panel
-
-def input_size_view(net, input_size=224, depth="top"):
-    """The input-size panel's result (lesson 03): the trace table, or (as a ValueError) why the size does not fit."""
-    result = shapes.trace_or_message(net, input_size, depth=depth)
-    if isinstance(result, str):
-        raise checks.refuse(result)
-    maps = [r for r in result if len(r.output_shape) == 4 and "Adaptive" not in r.name]
-    last = maps[-1] if maps else result[-1]
-    summary = (f"input {input_size}×{input_size}: the last block's maps are "
-               f"{last.output_shape[-2]}×{last.output_shape[-1]}; "
-               f"{result.params:,} parameters, {result.macs:,} multiply-accumulates per image")
-    return [HTML(f"<p>{html.escape(summary)}</p>{result._repr_html_()}")]
+                             style=STYLE)}
+    return ResultPanel(controls, view, rows=[["head", "hidden"], ["num_1x1", "width"]])
 
 
 def input_size_panel(net=None, input_size=224, depth="top"):
-    """A slider for the input side: the layer-by-layer table, or the layer that fails and the smallest size
-    that works (lesson 03). ``net`` defaults to the seed's NiN."""
-    import torch
-    from nin_lib import models
-    if net is None:
+    """A slider for the input side: the table, or the layer that fails and the sizes that fit (lesson 03)."""
+    def view(input_size, depth):  # the trace table (a size the net cannot take raises its Refusal)
+        result = shapes.trace(net, input_size, depth=depth)
+        last = next((r for r in reversed(result) if len(r.output_shape) == 4 and "Adaptive" not in r.name), result[-1])
+        summary = (f"input {input_size}×{input_size}: the last block's maps are "
+                   f"{last.output_shape[-2]}×{last.output_shape[-1]}; "
+                   f"{result.params:,} parameters, {result.macs:,} multiply-accumulates per image")
+        return [HTML(f"<p>{html.escape(summary)}</p>{result._repr_html_()}")]
+
+    if net is None:  # the seed's NiN, on the meta device (shapes without memory)
         with torch.device("meta"):
             net = models.nin()
-    style = {"description_width": "initial"}
     controls = {
-        "input_size": W.IntSlider(value=input_size, min=1, max=320, description="input side (px)", style=style,
-                                  continuous_update=False),
+        "input_size": _slider(input_size, 1, 320, "input side (px)", continuous_update=False),
         "depth": W.ToggleButtons(options=[("one row per block", "top"), ("one row per layer", "leaf")], value=depth,
-                                 description="rows", style=style),
-    }
-    return ResultPanel(controls, lambda input_size, depth: input_size_view(net, input_size, depth))
-
-
-def adaptive_windows_view(size=10, out=4):
-    """The adaptive-windows panel's result (lesson 04): the windows as text and as a drawing."""
-    fig = viz.adaptive_windows_figure(size, out)  # checks size and out
-    windows = shapes.adaptive_windows(size, out)
-    widths = sorted({e - s for s, e in windows})
-    text = (f"{size} → {out}: windows {', '.join(f'[{s}, {e})' for s, e in windows)}; "
-            f"window widths {', '.join(map(str, widths))} pixels"
-            + ("; every window has the same width and they do not overlap: an ordinary pooling layer "
-               f"(kernel {size // out}, stride {size // out}) does the same" if size % out == 0 else
-               "; size/out is not a whole number, so neighbouring windows overlap (and widths can differ)"))
-    return [HTML(f"<p>{html.escape(text)}</p>"), fig]
+                                 description="rows", style=STYLE)}
+    return ResultPanel(controls, view)
 
 
 def adaptive_windows_panel(size=10, out=4):
-    """Sliders for the input length and the output length of adaptive pooling; see its windows (lesson 04)."""
-    style = {"description_width": "initial"}
-    controls = {
-        "size": W.IntSlider(value=size, min=1, max=40, description="input length (px)", style=style),
-        "out": W.IntSlider(value=out, min=1, max=12, description="output length (cells)", style=style),
-    }
-    return ResultPanel(controls, adaptive_windows_view)
+    """Sliders for the input and output lengths of adaptive pooling: its windows as text and drawn (lesson 04)."""
+    def view(size, out):
+        fig = viz.adaptive_windows_figure(size, out)  # checks size and out
+        windows = shapes.adaptive_windows(size, out)
+        widths = sorted({e - s for s, e in windows})
+        text = (f"{size} → {out}: windows {', '.join(f'[{s}, {e})' for s, e in windows)}; "
+                f"window widths {', '.join(map(str, widths))} pixels"
+                + ("; every window has the same width and they do not overlap: an ordinary pooling layer "
+                   f"(kernel {size // out}, stride {size // out}) does the same" if size % out == 0 else
+                   "; size/out is not a whole number, so neighbouring windows overlap (and widths can differ)"))
+        return [HTML(f"<p>{html.escape(text)}</p>"), fig]
+
+    controls = {"size": _slider(size, 1, 40, "input length (px)"), "out": _slider(out, 1, 12, "output length (cells)")}
+    return ResultPanel(controls, view)
 
 
-def confidence_maps_view(net, images, labels, index=0, class_names=None):
+def confidence_maps_view(net, images, labels, index=0, class_names=None, centres=None):
     """The confidence-map panel's result (lesson 04): one test image with all its class maps."""
     checks.whole_number("image index", index, 0, len(images) - 1)
     X = images[index:index + 1]
-    device = next(net.parameters()).device
-    maps, logits = viz.class_maps(net, X.to(device))
-    fig = viz.confidence_maps_figure(X[0], maps[0], logits[0], label=int(labels[index]), class_names=class_names,
-                                     title=f"test image {index}: class confidence maps (one per class) and their means")
-    return [fig]
+    maps, logits = viz.class_maps(net, X.to(next(net.parameters()).device))
+    return [viz.confidence_maps_figure(X[0], maps[0], logits[0], label=int(labels[index]), class_names=class_names,
+                                       centres=centres, title=f"test image {index}: class confidence maps (one per "
+                                                              "class) and their means")]
 
 
-def confidence_maps_panel(net, images, labels, index=0, class_names=None):
-    """Pick a test image; see the map of every class and which class wins (lesson 04).
-
-    ``images`` is a float tensor (N, 1, H, W) in [0, 1], ``labels`` (N,)."""
-    style = {"description_width": "initial"}
-    controls = {"index": W.IntSlider(value=index, min=0, max=len(images) - 1, description="test image",
-                                     style=style, continuous_update=False)}
-    return ResultPanel(controls, lambda index: confidence_maps_view(net, images, labels, index, class_names))
+def confidence_maps_panel(net, images, labels, index=0, class_names=None, centres=None):
+    """Pick one of ``images`` (N, 1, H, W) in [0, 1]: every class's map and which class wins (lesson 04)."""
+    controls = {"index": _slider(index, 0, len(images) - 1, "test image", continuous_update=False)}
+    return ResultPanel(controls, lambda index: confidence_maps_view(net, images, labels, index, class_names, centres))
 
 
-# ---------------------------------------------------------------------------------------------
 # Lessons 05-06: training in a background thread, with Train, Stop, a progress bar and a status line
+class BackgroundRun(ResultPanel, train.Callback):
+    """A panel with Train, Stop, a progress bar and a status line over ``_run(plan, callbacks)`` (lessons 05, 06)."""
 
-def _refusal(error):
-    return f'<p style="color:#b00020"><b>Not possible:</b> {html.escape(str(error))}</p>'
-
-
-class BackgroundRun:
-    """Train and Stop buttons, a progress bar and a status line over one run in a background thread (lessons 05, 06).
-
-    A panel gives ``start`` the work to do, a function of ``(stop, progress)``: a ``threading.Event`` that Stop
-    sets (``fit`` then ends after the current batch and keeps what it trained) and a ``fit`` callback that moves
-    the bar. The kernel stays free while it trains; ``wait()`` blocks until the run ends (scripts and tests).
-    """
-
-    def __init__(self, on_train, on_batch=None):
-        style = {"description_width": "initial"}
-        self.stop_event = threading.Event()
-        self.thread = None
-        self.on_batch = on_batch
+    def __init__(self, controls, rows, below=(), render=lambda **values: []):
+        self.stop_event, self.thread, self.on_batch = threading.Event(), None, None
+        self.outcome, self.error = None, None
         self.train_button = W.Button(description="Train", button_style="primary", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", style=style,
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress", style=STYLE,
                                       layout=W.Layout(width="420px"))
         self.status = W.HTML("<p>Choose the settings and press <b>Train</b>.</p>")
-        self.train_button.on_click(lambda _: on_train())
+        self.train_button.on_click(lambda _: self.train())
         self.stop_button.on_click(self.stop)
+        buttons = W.HBox([self.train_button, self.stop_button, self.progress])
+        super().__init__(controls, render, rows, [buttons, self.status, *below])
 
-    @property
-    def running(self):
-        return self.thread is not None and self.thread.is_alive()
+    running = property(lambda self: self.thread is not None and self.thread.is_alive())
 
-    def say(self, text):
-        self.status.value = text
+    def fail(self, error):
+        """Show why a run did not start or finish (``message``); ``error`` keeps it as text."""
+        self.error = str(error) if isinstance(error, checks.Refusal) else f"{type(error).__name__}: {error}"
+        self.status.value = message(error)
 
-    def start(self, work, what):
-        """Run ``work(stop, progress)`` in a background thread; returns False (and says so) if one is running."""
+    def train(self, _=None):
+        """Start a run of the current values in the background; False if it did not start (the panel says why)."""
+        try:  # a bad value, a missing device, too little memory or CPU time: refused before a thread starts
+            plan = self.prepare()
+        except Exception as error:  # a Refusal as one sentence, anything else as a bug
+            self.fail(error)
+            return False
         if self.running:
-            self.say("<p>Already training: press <b>Stop</b> first.</p>")
+            self.status.value = "<p>Already training: press <b>Stop</b> first.</p>"
             return False
         self.stop_event.clear()
+        self.outcome, self.error = None, None
         self.progress.value, self.progress.max, self.progress.bar_style = 0, 1, ""
         self.train_button.disabled, self.stop_button.disabled = True, False
-        self.say(f"<p><i>preparing {html.escape(what)} …</i></p>")
+        self.status.value = "<p><i>preparing the run …</i></p>"
 
         def body():
-            try:
-                work(self.stop_event, _Progress(self))
+            try:  # the panel is a fit callback too: it moves the bar, hands each batch to on_batch, says each epoch
+                self.outcome = self._run(plan, [self, train.Stop(self.stop_event)])
+            except Exception as error:  # never a traceback in a thread: the panel says what went wrong
+                self.fail(error)
             finally:
                 self.train_button.disabled, self.stop_button.disabled = False, True
 
@@ -266,334 +216,180 @@ class BackgroundRun:
         self.thread.start()
         return True
 
-    def finished(self, history):
-        """Colour the bar and say what was trained (after a Stop: the whole epochs and the batches of the last)."""
-        self.progress.bar_style = "warning" if history.stopped else "success"
-        color = "#b00020" if history.stopped else "#1b5e20"
-        self.say(f'<p style="color:{color}">{html.escape(history.summary())}</p>')
-
     def stop(self, _=None):
         """Ask the run to stop after the current batch (it keeps its net and history)."""
         self.stop_event.set()
         if self.running:
-            self.say("<p><i>stopping after this batch …</i></p>")
+            self.status.value = "<p><i>stopping after this batch …</i></p>"
 
     def wait(self, timeout=None):
-        """Block until the background run ends."""
+        """Block until the background run ends (scripts, tests); returns its ``outcome``."""
         if self.thread is not None:
             self.thread.join(timeout)
+        return self.outcome
 
-    @property
-    def controls_row(self):
-        return W.HBox([self.train_button, self.stop_button, self.progress])
+    def on_train_begin(self, run):
+        self.progress.max = max(1, (run.num_epochs - run.start_epoch) * (run.num_batches or 1))
 
+    def on_batch_end(self, run):
+        self.progress.value = min(self.progress.max, self.progress.value + 1)
+        if self.on_batch is not None:
+            self.on_batch(run)
 
-class _Progress(train.Callback):
-    """Moves a ``BackgroundRun``'s bar from ``fit``'s callbacks and hands each step to its ``on_batch``."""
-
-    def __init__(self, panel):
-        self.panel, self.num_batches = panel, 1
-
-    def on_train_begin(self, info):
-        self.num_batches = info["num_batches"] or 1
-        self.panel.progress.max = max(1, (info["num_epochs"] - info["start_epoch"]) * self.num_batches)
-
-    def on_batch_end(self, step):
-        self.panel.progress.value = min(self.panel.progress.max, self.panel.progress.value + 1)
-        if self.panel.on_batch is not None:
-            self.panel.on_batch(step)
-
-    def on_epoch_end(self, record, history):
-        test = record.get("test_acc")
-        self.panel.say(f"<p><i>epoch {record['epoch']}{' (partial)' if record.get('partial') else ''}: loss "
-                       f"{record['loss']:.3f}, train acc {record['train_acc']:.3f}, test acc "
-                       f"{'n/a' if test is None else format(test, '.3f')}</i></p>")
+    def on_epoch_end(self, run):
+        self.status.value = f"<p><i>{html.escape(train.format_epoch(run.record, run.num_epochs))}</i></p>"
 
 
-# ---------------------------------------------------------------------------------------------
-# Lesson 05: the training panel
-
-# Which preset value each control shows (the one map between the panel and a preset).
+# Lesson 05's training panel: the preset value each control shows (the one map between the panel and a preset)
 PANEL_FIELDS = ("lr", "num_epochs", "batch_size", "resize", "dropout", "batch_norm", "momentum")
-MIN_STEPS = 100        # a preset's settings train at least this many steps, so that even 1,000 images learn
-CPU_LIMIT_S = 600      # on a CPU, a run that must take longer than this (presets.cpu_seconds) is refused with the reason
+MIN_STEPS = 100  # a preset's settings train at least this many steps, so that even 1,000 images learn
 
 
-class TrainingPanel:
-    """Lesson 05's hyper-parameter panel: pick a preset, change its values, press Train; Stop works
-    while it trains (the run is in a background thread); live curves and a progress bar show how it
-    goes. Afterwards ``panel.net`` is the trained net and ``panel.history`` its ``train.History``.
+class TrainingPanel(BackgroundRun):
+    """Lesson 05's panel: a preset, its values, Train and Stop, live curves; then ``net`` and ``history`` hold it."""
 
-    The values a preset fills in always train to a net that has learned: with few training images the
-    epochs go up so that the run has at least ``MIN_STEPS`` steps, and each epoch's test pass uses as many test
-    images as there are training images (``test_subset='auto'``). Bad settings (a batch size of 0, an image
-    too small for the net, a missing device, a run too slow or too big for this machine) are shown in the
-    panel as one sentence; nothing is started then.
-    """
-
-    SUBSETS = (("1,000", 1000), ("5,000", 5000), ("10,000", 10000), ("30,000", 30000), ("all 60,000", None))
-
-    def __init__(self, fmnist, *, preset="quick", device="auto", subset=10000, test_subset="auto",
-                 redraw_seconds=1.0):
-        self.fmnist, self.test_subset = fmnist, test_subset
-        self.net, self.history, self.run, self.error = None, None, None, None
-        style = {"description_width": "initial"}
-        subsets = [v for _, v in self.SUBSETS]
-        self.controls = {
-            "preset": W.Dropdown(options=presets.names(), value=preset, description="preset", style=style),
+    def __init__(self, fmnist, *, preset="quick", device="auto", subset=10000, test_subset="auto", redraw_seconds=1.0):
+        self.fmnist, self.test_subset, self.redraw_seconds = fmnist, test_subset, redraw_seconds
+        self.net, self.run, self.live = None, None, None
+        subsets = [(f"{n:,}", n) for n in (1000, 5000, 10000, 30000)] + [(f"all {len(fmnist.train_labels):,}", None)]
+        c = {
+            "preset": W.Dropdown(options=presets.names(), value=preset, description="preset", style=STYLE),
             # a log slider over 1e-4 … 1: the exponents are min/max, so 0.1 is shown as 0.1
             "lr": W.FloatLogSlider(value=0.1, base=10, min=-4, max=0, step=0.1, readout_format=".3g",
-                                   description="learning rate", style=style, continuous_update=False),
-            "num_epochs": W.IntSlider(value=1, min=1, max=50, description="epochs", style=style),
-            "batch_size": W.IntText(value=128, description="batch size", style=style, layout=W.Layout(width="160px")),
-            "resize": W.IntText(value=28, description="image size (px)", style=style, layout=W.Layout(width="180px")),
-            "dropout": W.FloatSlider(value=0.5, min=0.0, max=0.9, step=0.05, description="dropout", style=style),
-            "batch_norm": W.Checkbox(value=False, description="BatchNorm", style=style),
-            "momentum": W.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="momentum", style=style),
-            "device": W.Dropdown(options=list(runtime.DEVICES), value=device, description="device", style=style),
-            "subset": W.Dropdown(options=list(self.SUBSETS), value=checks.choice("subset", subset, tuple(subsets)),
-                                 description="training images", style=style),
-        }
-        self.background = BackgroundRun(self.train, on_batch=self._batch)
+                                   description="learning rate", style=STYLE, continuous_update=False),
+            "num_epochs": _slider(1, 1, 50, "epochs"),
+            "batch_size": W.IntText(value=128, description="batch size", style=STYLE, layout=W.Layout(width="160px")),
+            "resize": W.IntText(value=28, description="image size (px)", style=STYLE, layout=W.Layout(width="180px")),
+            "dropout": W.FloatSlider(value=0.5, min=0.0, max=0.9, step=0.05, description="dropout", style=STYLE),
+            "batch_norm": W.Checkbox(value=False, description="BatchNorm", style=STYLE),
+            "momentum": W.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="momentum", style=STYLE),
+            "device": W.Dropdown(options=list(runtime.DEVICES), value=device, description="device", style=STYLE),
+            "subset": W.Dropdown(options=subsets, value=checks.choice("subset", subset, tuple(n for _, n in subsets)),
+                                 description="training images", style=STYLE)}
         self.curves = W.Image(format="png", layout=W.Layout(max_width="760px"))
-        self.live = None
-        self.redraw_seconds = redraw_seconds
-        self.controls["preset"].observe(lambda change: self.load_preset(change["new"]), names="value")
-        self.controls["subset"].observe(lambda change: self._fit_epochs(), names="value")
+        super().__init__(c, [["preset", "device", "subset"], ["lr", "num_epochs"], ["batch_size", "resize", "dropout"],
+                             ["batch_norm", "momentum"]], [self.curves])
+        c["preset"].observe(lambda change: self.load_preset(change["new"]), names="value")
+        c["subset"].observe(lambda change: self.load_preset(c["preset"].value, fields=("num_epochs",)), names="value")
         self.load_preset(preset)
-        c = self.controls
-        self.widget = W.VBox([
-            W.HBox([c["preset"], c["device"], c["subset"]]),
-            W.HBox([c["lr"], c["num_epochs"]]),
-            W.HBox([c["batch_size"], c["resize"], c["dropout"]]),
-            W.HBox([c["batch_norm"], c["momentum"]]),
-            self.background.controls_row, self.background.status, self.curves])
 
-    # the background run's parts, under the names the lesson uses
-    train_button = property(lambda self: self.background.train_button)
-    stop_button = property(lambda self: self.background.stop_button)
-    progress = property(lambda self: self.background.progress)
-    status = property(lambda self: self.background.status)
-    thread = property(lambda self: self.background.thread)
-    running = property(lambda self: self.background.running)
+    history = property(lambda self: self.outcome)
 
-    # -- settings ---------------------------------------------------------------------------------
-
-    def preset_values(self, name):
-        """The control values preset ``name`` fills in for the chosen number of training images."""
+    def load_preset(self, name, fields=PANEL_FIELDS):
+        """Put a preset's values (of ``fields``) in the controls, with epochs enough for ``MIN_STEPS`` steps."""
         p = presets.get_preset(name)
+        steps_per_epoch = math.ceil((self.controls["subset"].value or len(self.fmnist.train_labels)) / p.batch_size)
         values = {field: (p.image_size() if field == "resize" else getattr(p, field)) for field in PANEL_FIELDS}
-        images = self.controls["subset"].value or len(self.fmnist.train_labels)
-        steps_per_epoch = math.ceil(images / p.batch_size)
         values["num_epochs"] = min(50, max(p.num_epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
-        return values
-
-    def load_preset(self, name):
-        """Put a preset's values into the controls."""
-        for field, value in self.preset_values(name).items():
-            self.controls[field].value = value
-
-    def _fit_epochs(self):
-        """A new number of training images: the preset's epochs for it (at least ``MIN_STEPS`` steps)."""
-        self.controls["num_epochs"].value = self.preset_values(self.controls["preset"].value)["num_epochs"]
+        for field in fields:
+            self.controls[field].value = values[field]
 
     def settings(self):
-        """The preset the controls describe (validated: a bad value raises ValueError)."""
+        """The preset the controls describe, checked (a bad value raises its ``checks.Refusal``)."""
         v = {name: control.value for name, control in self.controls.items()}
         base = presets.get_preset(v["preset"])
-        changes = {field: v[field] for field in PANEL_FIELDS}
-        changes.update(lr=float(v["lr"]), dropout=float(v["dropout"]), momentum=float(v["momentum"]),
-                       batch_norm=bool(v["batch_norm"]),
-                       resize=None if base.resize is None and v["resize"] == 28 else v["resize"])
+        changes = {field: v[field] for field in PANEL_FIELDS}  # the float sliders' values are floats already
+        changes["resize"] = None if base.resize is None and v["resize"] == 28 else v["resize"]
+        # 'auto': each epoch tests as many images as it trains (at least 1,000), so a small run is not mostly tests
+        total, test_subset = len(self.fmnist.test_labels), self.test_subset
+        if test_subset == "auto":
+            test_subset = None if v["subset"] is None or v["subset"] >= total else max(min(1000, total), v["subset"])
         return base.with_overrides(**changes, nesterov=base.nesterov and changes["momentum"] > 0, device=v["device"],
-                                   subset=v["subset"], test_subset=self._test_subset(v["subset"]))
+                                   subset=v["subset"], test_subset=test_subset)
 
-    def _test_subset(self, subset):
-        """The test images each epoch's test pass uses: as many as the training images (at least 1,000, at most all
-        10,000) unless the panel was given a number, so that a small run is not mostly test passes."""
-        if self.test_subset != "auto":
-            return self.test_subset
-        total = len(self.fmnist.test_labels)
-        return None if subset is None or subset >= total else max(min(1000, total), subset)
-
-    def check(self, p):
-        """Raise ValueError if ``p`` cannot run here: a missing device, too little memory, or on a CPU a run
-        estimated to take more than ``CPU_LIMIT_S`` (the sentence gives the estimate and what to do)."""
-        device = runtime.pick_device(p.device)
-        presets.check_memory(p, device)
+    def prepare(self):
+        """The checked preset; a missing device, too little memory or a CPU run over the time limit are refused."""
+        preset = self.settings()
+        device = runtime.pick_device(preset.device)
+        presets.check_memory(preset, device)
         if device.type == "cpu":
-            images = (p.subset or len(self.fmnist.train_labels)) * p.num_epochs
-            seconds = presets.cpu_seconds(p, images)
-            if seconds > CPU_LIMIT_S:
-                raise presets.too_slow(p, images, seconds, CPU_LIMIT_S)
+            presets.check_cpu_time(preset, (preset.subset or len(self.fmnist.train_labels)) * preset.num_epochs)
+        return preset
 
-    # -- buttons ----------------------------------------------------------------------------------
-
-    def train(self, _=None):
-        """Start training with the current settings in a background thread; returns True if it started."""
-        try:
-            preset = self.settings()
-            self.check(preset)
-        except ValueError as error:
-            self.error = str(error)
-            self.background.say(_refusal(error))
-            return False
-        self.error = None
+    def _run(self, preset, callbacks):
         self.live = viz.LiveCurves(("train loss (batches)", "train loss", "train acc", "test acc"), into=self.curves,
                                    title=f"{preset.name}: training curves", min_interval=self.redraw_seconds, dpi=80,
                                    xlim=(0, preset.num_epochs), ylim=(0, 2.5))
-        return self.background.start(lambda stop, progress: self._run(preset, stop, progress), preset.name)
-
-    def stop(self, _=None):
-        """Ask the run to stop after the current batch (it keeps its net and history)."""
-        self.background.stop()
-
-    def wait(self, timeout=None):
-        """Block until the background run ends; returns the history (or None)."""
-        self.background.wait(timeout)
-        return self.history
-
-    def _run(self, preset, stop, progress):
-        try:
-            self.run = presets.build_run(preset, data=self.fmnist)
-            self.net = self.run.net
-            self.background.say(f"<p><i>training {html.escape(preset.name)} on "
-                                f"{html.escape(runtime.describe_device(self.run.device))} …</i></p>")
-            self.history = self.run.fit(callbacks=[progress, self._epoch], stop=stop, progress=False, verbose=False)
-            self.live.draw(force=True)
-            self.background.finished(self.history)
-        except ValueError as error:  # a value only the run itself can check
-            self.error = str(error)
-            self.background.say(_refusal(error))
-        except Exception as error:  # never a traceback in the panel
-            self.error = f"{type(error).__name__}: {error}"
-            self.background.say(f'<p style="color:#b00020"><b>Training failed:</b> {html.escape(self.error)}</p>')
-
-    def _batch(self, step):
-        if step.batch % max(1, (step.num_batches or 10) // 10) == 0:
-            self.live.add(step.epoch - 1 + step.batch / (step.num_batches or step.batch), {"train loss (batches)": step.loss})
-            self.live.draw()
-
-    def _epoch(self, record, history):
-        x = record["epoch"] - 1 + (record["batches"] / record["num_batches"] if record.get("partial") else 1)
-        self.live.add(x, {"train loss": record["loss"], "train acc": record["train_acc"],
-                          "test acc": record.get("test_acc")})
+        self.run = presets.build_run(preset, data=self.fmnist)
+        self.net = self.run.net
+        self.status.value = (f"<p><i>training {html.escape(preset.name)} on "
+                             f"{html.escape(runtime.describe_device(self.run.device))} …</i></p>")
+        history = self.run.fit(callbacks=[train.ProgressBar(False), *callbacks])
         self.live.draw(force=True)
+        self.progress.bar_style, color = ("warning", "#b00020") if history.stopped else ("success", "#1b5e20")
+        self.status.value = f'<p style="color:{color}">{html.escape(history.summary())}</p>'
+        return history
+
+    def on_batch_end(self, run):  # the batch loss on the live curves ten times an epoch, then the bar
+        n = run.num_batches or run.batch
+        if run.batch % max(1, n // 10) == 0:
+            self.live.add(run.epoch + run.batch / n, {"train loss (batches)": run.loss.item()})
+            self.live.draw()
+        super().on_batch_end(run)
+
+    def on_epoch_end(self, run):  # the epoch's numbers on the curves (a stopped epoch's where it stopped)
+        r = run.record
+        x = run.epoch + (r["batches"] / (r["num_batches"] or r["batches"]) if r.get("partial") else 1)
+        self.live.add(x, {"train loss": r["loss"], "train acc": r["train_acc"], "test acc": r["test_acc"]})
+        self.live.draw(force=True)
+        super().on_epoch_end(run)
 
     def figure(self):
         """The curves of the last run as a matplotlib figure (for a static notebook output)."""
         return self.live.figure
 
-    def _ipython_display_(self):
-        display(self.widget)
 
-
-def training_panel(fmnist, **kwargs):
-    """Lesson 05's training panel (``TrainingPanel``): preset, learning rate, epochs, batch size, image size,
-    dropout, BatchNorm, momentum, device; Train and Stop; live curves and a progress bar."""
-    return TrainingPanel(fmnist, **kwargs)
-
-
-# ---------------------------------------------------------------------------------------------
 # Lesson 06: a tiny live experiment, one run per click, every run kept in a table
-
-LIVE_COLUMNS = ("head", "dropout", "num_1x1", "batch_norm", "train_size", "num_epochs", "lr", "seed")
-
-
-def live_runs_view(runs):
-    """HTML table of lesson 06's live runs (settings and ``experiments.live_run`` results), newest last."""
-    if not runs:
-        return "<p>No run yet: choose the settings and press <b>Train</b>.</p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in
-                   ("#",) + LIVE_COLUMNS + ("parameters", "trained", "train acc", "test acc", "gap", "seconds"))
-    body = ""
-    for i, r in enumerate(runs, 1):
-        cells = [str(i)] + [str(r[c]) for c in LIVE_COLUMNS] + [
-            f"{r['parameters']:,}", r["epochs_trained"], f"{r['train_acc']:.3f}", f"{r['test_acc']:.3f}",
-            f"{r['gap']:+.3f}", f"{r['seconds']:.1f}"]
-        body += "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
-    return f"<table><tr>{head}</tr>{body}</table><p>gap = train accuracy − test accuracy (overfitting)</p>"
-
-
-class ExperimentPanel:
-    """Lesson 06's panel: train a tiny 28-px NiN (or its FC-head twin) with the chosen head, dropout,
-    1×1 convs, BatchNorm, training images, epochs, learning rate and seed; every run is kept in a table.
-
-    ``train()`` (what the Train button calls) starts ``experiments.live_run`` with the controls' values in a
-    background thread (Stop ends it after the current batch; the run is measured and kept as far as it got) and
-    returns True, or False when a value is not allowed (the panel then shows the sentence); ``wait()`` returns
-    the run's result.
-    """
+class ExperimentPanel(BackgroundRun):
+    """Lesson 06's panel: tiny 28-px NiNs (``experiments.live_run``) of the chosen settings, every run in a table."""
 
     def __init__(self, fmnist, *, device="cpu", head="gap", dropout=0.5, num_1x1=2, batch_norm=True,
                  train_size=512, num_epochs=10, lr=0.1, seed=0):
-        style = {"description_width": "initial"}
-        self.fmnist, self.device = fmnist, device
-        self.controls = {
+        self.fmnist, self.device, self.runs, self.message = fmnist, device, [], ""
+        controls = {
             "head": W.Dropdown(options=[("GAP (NiN)", "gap"), ("FC head (AlexNet-style)", "fc"),
-                                        ("late reduction", "late")], value=head, description="head", style=style),
-            "dropout": W.FloatSlider(value=dropout, min=0.0, max=0.9, step=0.1, description="dropout", style=style),
-            "num_1x1": W.IntSlider(value=num_1x1, min=0, max=3, description="1×1 convs per block", style=style),
-            "batch_norm": W.Checkbox(value=batch_norm, description="BatchNorm", style=style),
-            "train_size": W.IntSlider(value=train_size, min=64, max=4096, step=64, description="training images",
-                                      style=style),
-            "num_epochs": W.IntSlider(value=num_epochs, min=1, max=20, description="epochs", style=style),
-            "lr": W.FloatText(value=lr, description="peak lr", style=style),
-            "seed": W.IntText(value=seed, description="seed", style=style),
-        }
-        self.background = BackgroundRun(self.train)
-        c = self.controls
-        self.box = W.VBox([W.HBox([c["head"], c["dropout"], c["num_1x1"]]),
-                           W.HBox([c["batch_norm"], c["train_size"], c["num_epochs"]]),
-                           W.HBox([c["lr"], c["seed"]]), self.background.controls_row, self.background.status])
-        self.runs, self.message, self.handle, self.result = [], "", None, None
+                                        ("late reduction", "late")], value=head, description="head", style=STYLE),
+            "dropout": W.FloatSlider(value=dropout, min=0.0, max=0.9, step=0.1, description="dropout", style=STYLE),
+            "num_1x1": _slider(num_1x1, 0, 3, "1×1 convs per block"),
+            "batch_norm": W.Checkbox(value=batch_norm, description="BatchNorm", style=STYLE),
+            "train_size": _slider(train_size, 64, 4096, "training images", step=64),
+            "num_epochs": _slider(num_epochs, 1, 20, "epochs"),
+            "lr": W.FloatText(value=lr, description="peak lr", style=STYLE),
+            "seed": W.IntText(value=seed, description="seed", style=STYLE)}
+        super().__init__(controls, [["head", "dropout", "num_1x1"], ["batch_norm", "train_size", "num_epochs"],
+                                    ["lr", "seed"]], render=lambda **values: [HTML(self.view())])
 
-    train_button = property(lambda self: self.background.train_button)
+    def prepare(self):
+        """The current values, checked by ``experiments.live_preset``."""
+        values = {name: control.value for name, control in self.controls.items()}
+        experiments.live_preset(**values)
+        self.message = ""
+        return values
 
-    def values(self):
-        return {name: control.value for name, control in self.controls.items()}
+    def _run(self, values, callbacks):
+        result = experiments.live_run(fmnist=self.fmnist, device=self.device, callbacks=callbacks, **values)
+        self.runs.append({**values, **result})
+        self.status.value = (f"<p>run {len(self.runs)}: {html.escape(result['epochs_trained'])}, test acc "
+                             f"{result['test_acc']:.3f}</p>")
+        self._changed()
+        return result
 
-    def train(self, _=None):
-        """Start one live experiment with the current values in the background; False if a value is not allowed."""
-        values = self.values()
-        try:
-            settings = experiments.live_preset(**values)
-        except ValueError as error:
-            self.message = _refusal(error)
-            self._show()
-            return False
-        self.message, self.result = "", None
-        return self.background.start(lambda stop, progress: self._run(values, settings, stop, progress), "the run")
-
-    def _run(self, values, settings, stop, progress):
-        try:
-            self.result = experiments.live_run(fmnist=self.fmnist, device=self.device, stop=stop,
-                                               callbacks=[progress], **values)
-            self.runs.append({**values, **self.result})
-            self.background.say(f"<p>run {len(self.runs)}: {html.escape(self.result['epochs_trained'])}, test acc "
-                                f"{self.result['test_acc']:.3f}</p>")
-        except ValueError as error:
-            self.message = _refusal(error)
-        self._show()
-
-    def wait(self, timeout=None):
-        """Block until the background run ends; returns its result dict (None if it did not run)."""
-        self.background.wait(timeout)
-        return self.result
+    def fail(self, error):
+        """Show why a run did not start or finish above the table of runs (not in the status line)."""
+        self.message = message(error)
+        self._changed()
 
     def view(self):
-        """The panel's result: the message (if any) and the table of runs."""
-        return self.message + live_runs_view(self.runs)
-
-    def _show(self):
-        if self.handle is not None:
-            self.handle.update(HTML(self.view()))
-
-    def _ipython_display_(self):
-        display(self.box)
-        self.handle = display(HTML(self.view()), display_id=True)
-
-
-def experiment_panel(fmnist, **defaults):
-    """Lesson 06's live-experiment panel (``ExperimentPanel``) over ``experiments.live_run``."""
-    return ExperimentPanel(fmnist, **defaults)
+        """The panel's result: the message (if any), then each run's settings (its controls) and results in a table."""
+        if not self.runs:
+            return self.message + "<p>No run yet: choose the settings and press <b>Train</b>.</p>"
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in
+                       ["#", *self.controls, "parameters", "trained", "train acc", "test acc", "gap", "seconds"])
+        body = ""
+        for i, r in enumerate(self.runs, 1):
+            cells = [str(i)] + [str(r[c]) for c in self.controls] + [
+                f"{r['parameters']:,}", r["epochs_trained"], f"{r['train_acc']:.3f}", f"{r['test_acc']:.3f}",
+                f"{r['gap']:+.3f}", f"{r['seconds']:.1f}"]
+            body += "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+        return (f"{self.message}<table><tr>{head}</tr>{body}</table>"
+                "<p>gap = train accuracy − test accuracy (overfitting)</p>")

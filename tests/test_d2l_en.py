@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nin_lib import d2l, d2l_en, presets, shapes, train, viz
-from test_models import SEED_LINES
+from nin_lib import d2l, d2l_en, resources, shapes, train, viz
+from conftest import SEED_LINES
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = Path(__file__).resolve().parent / "d2l_en_nin.py"
@@ -384,30 +384,6 @@ def _update_norm(before, model, lr):
     return float(torch.sqrt(sum(((b - p.detach()) ** 2).sum() for b, p in zip(before, model.parameters())))) / lr
 
 
-def test_fit_grad_clip_clips_the_gradient_norm_before_the_step(fmnist64):
-    X, y = next(iter(fmnist64.val_dataloader()))
-
-    def step(grad_clip):
-        torch.manual_seed(0)
-        net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
-                            nn.Linear(8, 10))
-        before = weights(net)
-        train.fit(net, [(X, y)], None, num_epochs=1, lr=1.0, device="cpu", progress=False, grad_clip=grad_clip)
-        return _update_norm(before, net, 1.0)
-
-    free = step(None)
-    assert free > 0.01
-    assert step(1e-3) == pytest.approx(1e-3, rel=1e-3)  # the step is lr × the clipped gradient
-    assert step(1e6) == pytest.approx(free, rel=1e-6)  # a norm already below the limit is left alone
-
-
-@pytest.mark.parametrize("grad_clip", [0, -1.0, float("nan"), "1"])
-def test_fit_grad_clip_must_be_a_positive_number(grad_clip):
-    with pytest.raises(ValueError, match=r"^grad_clip .* is not allowed; use a finite number > 0"):
-        train.fit(nn.Linear(2, 2), [(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))], num_epochs=1, lr=0.1,
-                  grad_clip=grad_clip)
-
-
 def test_gradient_clip_val_clips_the_trainers_steps(normal_mode, fmnist64):
     data = TinyData(fmnist64, train_size=64, val_size=64)  # one training step
 
@@ -425,12 +401,12 @@ def test_gradient_clip_val_clips_the_trainers_steps(normal_mode, fmnist64):
 # How much runs: as for train_ch6
 
 def test_a_slow_cpu_cuts_the_run_with_train_ch6s_line(normal_mode, fmnist64, monkeypatch, capsys):
-    monkeypatch.setattr(presets, "measure_seconds_per_image", lambda net, image_shape: 0.05)
+    monkeypatch.setattr(resources, "seconds_per_image", lambda net, image_shape: 0.05)
     model = tiny_model(fmnist64)
     trainer = d2l.Trainer(max_epochs=10)
     trainer.fit(model, fmnist64)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cpu: training runs at about 20.0 images/s here")
+    assert len(lines) == 1 and lines[0].startswith("cpu: training runs at about 20.0 images/s")
     assert f"{d2l.CPU_EPOCHS} of 10 epochs" in lines[0] and len(trainer.history) == d2l.CPU_EPOCHS
     n = trainer.history[0]["images"]
     assert d2l.estimate_seconds(0.05, n, n // 2, d2l.CPU_EPOCHS) <= d2l.CPU_TARGET_S
@@ -477,7 +453,7 @@ def test_images_too_small_for_the_books_nin_name_the_layer_and_67(fmnist64):
     X = next(iter(fmnist64.train_dataloader()))[0]  # 28×28
     for run in (lambda: NiN().apply_init([X], d2l.init_cnn), lambda: NiN().layer_summary((1, 1, 28, 28)),
                 lambda: d2l.Trainer(max_epochs=1).fit(NiN(), fmnist64)):
-        with pytest.raises(shapes.InputTooSmallError, match=r"layer \d.*the smallest input it accepts is 67×67\.$"):
+        with pytest.raises(shapes.InputSizeError, match=r"layer \d.*the smallest input it accepts is 67×67\.$"):
             run()
 
 

@@ -1,4 +1,4 @@
-"""The Fashion-MNIST data layer: IDX parsing, checksums, folders, downloads, batches."""
+"""The Fashion-MNIST data layer: IDX parsing, checksums, folders, downloads, subsets, batches."""
 import gzip
 import http.server
 import os
@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from nin_lib import data
+from nin_lib import checks, data
 
 
 def test_known_facts(fmnist):
     assert fmnist.train_images.shape == (60000, 28, 28) and fmnist.train_images.dtype == torch.uint8
     assert fmnist.test_images.shape == (10000, 28, 28)
+    assert data.SPLIT_SIZES == {"train": 60000, "test": 10000}
     assert fmnist.train_labels.dtype == torch.int64
     assert fmnist.train_labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
     assert fmnist.test_labels[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
@@ -59,8 +60,9 @@ def test_wrong_checksum_is_one_clear_sentence(source_dir, tmp_path):
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0xFF  # same size, different bytes
     path.write_bytes(bytes(raw))
-    with pytest.raises(data.DataError, match=r"t10k-labels-idx1-ubyte\.gz .* wrong MD5 checksum.*delete it"):
+    with pytest.raises(data.DataError, match=r"t10k-labels-idx1-ubyte\.gz .* wrong MD5 checksum.*delete it") as info:
         data.find("test-labels", folder, allow_download=False)
+    assert isinstance(info.value, checks.Refusal)  # a corrupt file is the user's to fix: one sentence, not a bug
 
 
 def test_truncated_file_is_named(source_dir, tmp_path):
@@ -168,7 +170,7 @@ def test_download_broken_half_way_leaves_nothing_then_retry_succeeds(source_dir,
     assert list(target.iterdir()) == []  # no partial file that could later pass as valid
     with _Server(mirror) as server:
         path = data.find("test-labels", target, urls=[server.url])
-    assert path.name == "t10k-labels-idx1-ubyte.gz" and data.md5sum(path) == data.FILES["test-labels"][1]
+    assert path.name == "t10k-labels-idx1-ubyte.gz" and data.check_file(path, "test-labels") == path
     assert sorted(p.name for p in target.iterdir()) == ["t10k-labels-idx1-ubyte.gz"]
 
 
@@ -226,18 +228,32 @@ def test_subset_is_reproducible_and_distinct(fmnist):
     assert torch.equal(a, data.subset_indices(60000, 500, seed=3))
     assert not torch.equal(a, data.subset_indices(60000, 500, seed=4))
     assert len(set(a.tolist())) == 500
-    with pytest.raises(ValueError, match="subset size 70000 is larger than the 60000"):
+    with pytest.raises(checks.Refusal, match="subset size 70000 is larger than the 60000"):
         data.subset_indices(60000, 70000)
+
+
+def test_batches_say_which_examples_they_kept(fmnist):
+    kept = data.Batches(fmnist.test_images, fmnist.test_labels, 50, subset=300, seed=5)
+    assert torch.equal(kept.indices, data.subset_indices(10000, 300, seed=5))
+    assert torch.equal(kept.labels, fmnist.test_labels[kept.indices])
+    assert torch.equal(data.Batches(fmnist.test_images[:20], fmnist.test_labels[:20], 5).indices, torch.arange(20))
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "8", True])
 def test_bad_batch_size(fmnist, bad):
-    with pytest.raises(ValueError, match=f"batch_size {bad!r} is not allowed"):
+    with pytest.raises(checks.Refusal, match=f"batch_size {bad!r} is not allowed"):
         data.Batches(fmnist.test_images, fmnist.test_labels, bad)
 
 
+@pytest.mark.parametrize("kwargs, says", [(dict(resize=0), "resize 0"), (dict(seed=2.5), "seed 2.5"),
+                                          (dict(subset=0), "subset size 0"), (dict(subset=20000), "subset size 20000")])
+def test_bad_batches_settings(fmnist, kwargs, says):
+    with pytest.raises(checks.Refusal, match=says):
+        data.Batches(fmnist.test_images, fmnist.test_labels, 8, **kwargs)
+
+
 def test_batch_size_larger_than_data(fmnist):
-    with pytest.raises(ValueError, match="batch_size 20000 is larger than the 10000 examples"):
+    with pytest.raises(checks.Refusal, match="batch_size 20000 is larger than the 10000 examples"):
         data.Batches(fmnist.test_images, fmnist.test_labels, 20000)
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from nin_lib import experiments, models, presets, records, verdicts, viz
+from nin_lib import checks, experiments, models, presets, records, train, verdicts, viz
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "experiments.py"
@@ -100,21 +100,18 @@ def test_experiment_rows_and_per_seed(tiny):
     assert [r["config"] for r in rows] == ["base", "one-1x1", "no-1x1"]
     assert all(r["runs"] == 3 and r["test_acc_min"] <= r["test_acc_mean"] <= r["test_acc_max"] for r in rows)
     assert verdicts.per_seed(tiny, "base") == [r["test_acc"] for r in tiny["configs"]["base"]["runs"]]
-    with pytest.raises(ValueError, match="experiment 'nope' is not in these results"):
+    with pytest.raises(checks.Refusal, match="experiment 'nope' is not in these results"):
         verdicts.experiment_rows(tiny, "nope")
-    with pytest.raises(ValueError, match="metric 'speed' is not known"):
+    with pytest.raises(checks.Refusal, match="metric 'speed' is not known"):
         verdicts.per_seed(tiny, "base", "speed")
 
 
 def test_load_results_rejects_missing_and_foreign_files(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
-        experiments.load_results(tmp_path / "none.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
-        experiments.load_results(tmp_path / "bad.json")
     (tmp_path / "other.json").write_text(json.dumps({"format": "something else"}))
-    with pytest.raises(ValueError, match="not written by nin_lib.experiments"):
-        experiments.load_results(tmp_path / "other.json")
+    for name in ("none", "bad", "other"):
+        with pytest.raises(checks.Refusal, match=f"record '{name}' is not a {experiments.FORMAT} file"):
+            experiments.load_results(tmp_path / f"{name}.json")
 
 
 @pytest.mark.parametrize("args, says", [
@@ -148,7 +145,7 @@ def test_nets_of_each_head_give_class_scores():
     late = p.with_overrides(head="late").build_net()
     convs = [m for m in late[-3] if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [38, 38, 10]  # keep all 38 channels, reduce only at the end
-    with pytest.raises(ValueError, match="head 'mlp' is not known"):
+    with pytest.raises(checks.Refusal, match="head 'mlp' is not known"):
         p.with_overrides(head="mlp")
 
 
@@ -164,7 +161,7 @@ def _class_score_layer(net):
 def test_every_configuration_builds_the_net_its_name_promises(name):
     settings = experiments.grid_settings("full" if name in experiments.CONFIGS_224 else "tiny")
     p = experiments.config_preset(name, settings)
-    net = p.build_net(meta=True)
+    net = p.build_net("meta")
     kinds = [type(m) for m in net.modules()]
     assert net(torch.zeros(1, 1, p.image_size(), p.image_size(), device="meta")).shape == (1, 10)
     label, recipe_name, changes = experiments.CONFIGS.get(name) or experiments.CONFIGS_224[name]
@@ -183,11 +180,11 @@ def test_every_configuration_builds_the_net_its_name_promises(name):
 @pytest.mark.parametrize("name", presets.names())
 def test_every_preset_builds_the_net_its_settings_promise(name):
     p = presets.get_preset(name)
-    net = p.build_net(meta=True)
+    net = p.build_net("meta")
     assert isinstance(_class_score_layer(net), nn.ReLU) == p.final_relu
     assert net[-3][0].out_channels == 10 and isinstance(net[-2], nn.AdaptiveAvgPool2d)
     assert (nn.BatchNorm2d in [type(m) for m in net.modules()]) == p.batch_norm
-    assert str(p.build_net(meta=True)) == str(models.nin(**p.net_options()))
+    assert str(p.build_net("meta")) == str(models.nin(**p.net_options()))
 
 
 def test_recipes_follow_the_presets():
@@ -196,7 +193,7 @@ def test_recipes_follow_the_presets():
     assert improved.schedule == presets.get_preset("improved").schedule and improved.flip
     assert d2l.arch == 28 and d2l.resize is None
     assert experiments.recipe("d2l", arch=224).resize == 224
-    with pytest.raises(ValueError, match="recipe 'adam' is not known"):
+    with pytest.raises(checks.Refusal, match="recipe 'adam' is not known"):
         experiments.recipe("adam")
 
 
@@ -211,15 +208,22 @@ def test_live_run_trains_and_measures(fmnist):
 
 
 @pytest.mark.parametrize("kwargs, says", [
-    (dict(head="mlp"), "head 'mlp' is not known"),
-    (dict(train_size=8), "train_size 8 is not allowed"),
-    (dict(num_epochs=0), "num_epochs 0 is not allowed"),
-    (dict(dropout=1.5), "dropout 1.5 is not allowed"),
-    (dict(num_1x1=7), "num_1x1 7 is not allowed"),
+    (dict(head="mlp"), "head 'mlp' is not known"),  # checked once, by models.nin
+    (dict(train_size=0), "train_size 0 is not allowed"),  # the live run's own value
+    (dict(train_size=70000), "train_size 70000 is not allowed"),
+    (dict(num_epochs=0), "num_epochs 0 is not allowed"),  # checked once, by the preset
+    (dict(lr=-1.0), "learning rate -1.0 is not allowed"),
 ])
-def test_live_run_rejects_bad_values(kwargs, says):
-    with pytest.raises(ValueError, match=re.escape(says)):
+def test_live_run_rejects_bad_values_before_touching_the_data(kwargs, says):
+    with pytest.raises(checks.Refusal, match=re.escape(says)):
         experiments.live_run(fmnist=object(), **kwargs)
+
+
+def test_live_run_measures_a_run_stopped_by_its_callbacks(fmnist):
+    stop = train.MaxSteps(1)
+    r = experiments.live_run(train_size=64, num_epochs=2, test_size=64, fmnist=fmnist, callbacks=[stop])
+    assert r["stopped"].startswith("reached max_steps=1") and r["epochs_trained"].startswith("1 of 2 batches")
+    assert 0 <= r["test_acc"] <= 1
 
 
 def test_seed_spread_plot_shows_every_seed(tiny):
@@ -237,7 +241,6 @@ def test_seed_spread_plot_shows_every_seed(tiny):
 
 @pytest.mark.skipif(not COMMITTED.exists(), reason="the CPU results are not committed yet")
 def test_committed_cpu_results_are_complete_and_clean():
-    records.verify(COMMITTED)  # written by benchmarks/experiments.py, its sha256 in SHA256SUMS
     results = check_results(experiments.load_results(COMMITTED), "cpu")
     assert results == experiments.recorded("experiments-cpu")
     assert results["configs"]["improved"]["preset"]["final_relu"] is False  # the nets the grid trained
@@ -265,17 +268,17 @@ def test_compare_says_whether_the_seeds_tell_two_configs_apart():
 
 def test_experiment_panel_trains_on_click_and_keeps_every_run(fmnist):
     widgets = pytest.importorskip("nin_lib.widgets")
-    panel = widgets.experiment_panel(fmnist, train_size=64, num_epochs=1)
+    panel = widgets.ExperimentPanel(fmnist, train_size=64, num_epochs=1)
     assert "No run yet" in panel.view()
     panel.train_button.click()  # trains in a background thread
-    assert panel.background.thread is not None
+    assert panel.thread is not None
     panel.wait(timeout=300)
     panel.controls["head"].value = "fc"
     assert panel.train() is True
     result = panel.wait(timeout=300)
     assert len(panel.runs) == 2 and result["parameters"] == panel.runs[1]["parameters"] > panel.runs[0]["parameters"]
     assert panel.view().count("<tr>") == 3 and "test acc" in panel.view()
-    assert panel.background.progress.value == panel.background.progress.max == 2  # 64 images, batch 32, 1 epoch
+    assert panel.progress.value == panel.progress.max == 2  # 64 images, batch 32, 1 epoch
     panel.controls["lr"].value = -1.0
     assert panel.train() is False and len(panel.runs) == 2
     assert "Not possible" in panel.view() and "learning rate -1.0 is not allowed" in panel.view()
@@ -284,14 +287,14 @@ def test_experiment_panel_trains_on_click_and_keeps_every_run(fmnist):
 
 def test_experiment_panel_stop_keeps_what_was_trained(fmnist):
     widgets = pytest.importorskip("nin_lib.widgets")
-    panel = widgets.experiment_panel(fmnist, train_size=2048, num_epochs=20)
+    panel = widgets.ExperimentPanel(fmnist, train_size=2048, num_epochs=20)
 
     class StopAfter(presets.train.Callback):
         def on_batch_end(self, step):
             if step.global_step == 3:
-                panel.background.stop()
+                panel.stop()
 
-    panel.background.on_batch = lambda step: StopAfter().on_batch_end(step)
+    panel.on_batch = lambda run: StopAfter().on_batch_end(run)
     assert panel.train() is True
     result = panel.wait(timeout=300)
     assert result["stopped"].startswith("stopped by request in epoch 1, batch 3/64")
@@ -314,11 +317,13 @@ def test_the_224_px_path_of_the_gpu_config_runs(tmp_path):
 def test_grid_settings_are_checked():
     assert experiments.grid_settings("cpu", num_epochs=None)["num_epochs"] == experiments.MODES["cpu"]["num_epochs"]
     assert experiments.grid_settings("tiny", train_size=16)["batch_size"] == 16
-    with pytest.raises(ValueError, match="train_size 0 is not allowed"):
-        experiments.grid_settings("cpu", train_size=0)
-    with pytest.raises(ValueError, match="test_size 20000 is not allowed"):
-        experiments.grid_settings("cpu", test_size=20000)
-    with pytest.raises(ValueError, match="mode 'huge' is not known"):
+    for overrides, says in ((dict(train_size=0), "train_size 0 is not allowed"),
+                            (dict(test_size=20000), "test_size 20000 is not allowed; use a whole number from 1 to"),
+                            (dict(num_epochs=0), "num_epochs 0 is not allowed"),  # the grid's presets check the rest
+                            (dict(colour=1), "grid setting 'colour' is not known")):
+        with pytest.raises(checks.Refusal, match=says):
+            experiments.grid_settings("cpu", **overrides)
+    with pytest.raises(checks.Refusal, match="mode 'huge' is not known"):
         experiments.grid_settings("huge")
 
 
@@ -366,11 +371,11 @@ def test_verdicts_count_stalled_runs_and_refuse_what_is_not_there():
                                       stalled=[True, False, True])})
     first = verdicts.evidence(grid, "batch_norm")[0]
     assert first.startswith("Supported by the seeds") and "stalled at chance: base 0 of 3 runs, no-bn 2 of 3" in first
-    with pytest.raises(ValueError, match="configuration 'fc-head' is not in these results"):
+    with pytest.raises(checks.Refusal, match="configuration 'fc-head' is not in these results"):
         verdicts.evidence(grid, "head")
-    with pytest.raises(ValueError, match="experiment 'speed' is not known; choose one of head, "):
+    with pytest.raises(checks.Refusal, match="experiment 'speed' is not known; choose one of head, "):
         verdicts.evidence(grid, "speed")
-    with pytest.raises(ValueError, match="expected direction 'same' is not known"):
+    with pytest.raises(checks.Refusal, match="expected direction 'same' is not known"):
         verdicts.judge(grid, {"config": "base", "against": "no-bn", "metric": "test_acc", "expect": "same",
                                  "says": "x"})
 
@@ -407,6 +412,11 @@ def test_every_claim_names_its_experiments_configurations_and_a_known_metric():
         twin = verdicts.twin(e["key"])
         assert twin is not None and all(c in experiments.CONFIGS for c in verdicts.experiment(twin)["configs"])
     assert verdicts.twin("head") is None and verdicts.twin("head_224") == "head"
+    head = verdicts.experiment("head_224")  # derived from its 28-px twin, every configuration at 224 px
+    assert head["title"] == "GAP head vs fully connected head at 224 px (全局平均池化 vs 全连接层)"
+    assert head["configs"] == ["base-224", "fc-head-224"] and head["book"] == verdicts.experiment("head")["book"]
+    assert experiments.CONFIGS_224["no-bn-224"] == ("no BatchNorm (base recipe otherwise), at 224 px", "base",
+                                                    {"batch_norm": False})
     mlp = verdicts.experiment("mlp_kernel")
     assert mlp["configs"] == ["base", "3x3-mlp"] and experiments.CONFIGS["3x3-mlp"][2] == {"mlp_kernel": 3}
 
@@ -414,7 +424,7 @@ def test_every_claim_names_its_experiments_configurations_and_a_known_metric():
 @pytest.mark.skipif(not COMMITTED.exists(), reason="the CPU results are not committed yet")
 def test_every_28_px_experiment_has_verdicts_on_the_committed_grid():
     results = experiments.recorded("experiments-cpu")
-    described = verdicts.describe(results)
+    described = verdicts.provenance(results)
     assert described[2] == f"command: {results['command']}" and results["created"][:10] in described[1]
     for e in experiments.EXPERIMENTS:
         lines = verdicts.evidence(results, e["key"])

@@ -1,5 +1,5 @@
-"""nin_lib installed with pip, used from a folder outside the repository: the command line (bench included)
-runs and the recorded runs load from the installed package's data."""
+"""nin_lib installed with pip, used from a folder outside the repository: the command line runs and the recorded
+runs load from the installed package's data."""
 import os
 import subprocess
 import sys
@@ -27,17 +27,12 @@ def outside(installed, tmp_path, *args):
                           timeout=600)
 
 
-def test_it_is_the_installed_package_that_runs(installed, tmp_path):
-    r = outside(installed, tmp_path, "-c", "import nin_lib; print(nin_lib.__file__)")
-    assert r.returncode == 0 and r.stdout.strip().startswith(str(installed)), r.stdout + r.stderr
-
-
-def test_bench_runs_from_the_installed_package(installed, tmp_path):
-    r = outside(installed, tmp_path, "-m", "nin_lib", "bench", "pipeline", "--device", "cpu", "--steps", "1",
-                "--warmup", "0", "--batch-size", "4", "--resize", "67", "--workers", "0", "--skip-d2l",
-                "--json", "bench.json")
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert (tmp_path / "bench.json").is_file() and "nin_lib fit" in r.stdout
+def test_the_installed_command_line_lists_the_installed_records(installed, tmp_path):
+    r = outside(installed, tmp_path, "-m", "nin_lib", "records", "list")
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(str(installed / "nin_lib" / "recorded") + ": ")
+    assert any(line.startswith("  quick-cpu-seed-0 (run): quick preset, seed 0") for line in lines)
 
 
 def test_records_load_from_the_installed_package(installed, tmp_path):

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from nin_lib import models, shapes, viz  # noqa: E402
+from nin_lib import checks, models, shapes, viz  # noqa: E402
 
 SEED_NIN_PARAMS = 1_992_166
 FC_HEAD_PARAMS = 58_105_354
@@ -56,7 +56,7 @@ def test_conv_cost_without_bias():
 
 
 def test_conv_cost_kernel_larger_than_input_names_sizes():
-    with pytest.raises(shapes.InputTooSmallError, match=r"11×11.*5×5 input"):
+    with pytest.raises(shapes.InputSizeError, match=r"11×11.*5×5 input"):
         shapes.conv_cost(1, 1, 11, input_size=5)
     # padding makes it fit
     assert shapes.conv_cost(1, 1, 11, input_size=5, padding=3)["output_shape"] == (1, 1, 1)
@@ -73,7 +73,7 @@ def test_conv_cost_kernel_larger_than_input_names_sizes():
 def test_conv_cost_rejects_bad_values(kwargs, name):
     args = dict(in_channels=3, out_channels=4, kernel_size=3, input_size=8)
     args.update(kwargs)
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(checks.Refusal, match=f"{name} .* is not allowed"):
         shapes.conv_cost(**args)
 
 
@@ -106,14 +106,14 @@ def test_breakdown_follows_the_options():
     assert shapes.nin_parameter_breakdown("gap", num_1x1=0)["total"] < SEED_NIN_PARAMS
     small = shapes.nin_parameter_breakdown("fc", width=0.25, hidden=64, arch=28)
     with torch.device("meta"):
-        net = models.nin_fc_head(width=0.25, hidden=64, arch=28)
+        net = models.nin(head="fc", width=0.25, hidden=64, arch=28)
     assert small["total"] == models.count_parameters(net)
 
 
 def test_breakdown_rejects_bad_options():
-    with pytest.raises(ValueError, match="head 'mlp'"):
+    with pytest.raises(checks.Refusal, match="head 'mlp'"):
         shapes.nin_parameter_breakdown("mlp")
-    with pytest.raises(ValueError, match="num_1x1"):
+    with pytest.raises(checks.Refusal, match="num_1x1"):
         shapes.nin_parameter_breakdown("gap", num_1x1=7)
 
 
@@ -131,9 +131,9 @@ def test_feature_maps_labels_and_mark():
 
 
 def test_feature_maps_rejects_bad_input():
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(checks.Refusal, match="2-D"):
         viz.feature_maps([torch.rand(2, 6, 6)])
-    with pytest.raises(ValueError, match="titles"):
+    with pytest.raises(checks.Refusal, match="2 titles for 1 maps"):
         viz.feature_maps([torch.rand(6, 6)], ["a", "b"])
 
 
@@ -153,7 +153,7 @@ def test_parameter_bars_one_log_panel_per_net():
     assert all(ax.get_xscale() == "log" and "parameters" in ax.get_xlabel() for ax in axes)
     assert axes[0].get_xlim()[1] == pytest.approx(1e10)
     assert len(axes[1].patches) == len(fc["rows"])
-    with pytest.raises(ValueError):
+    with pytest.raises(checks.Refusal, match="at least one panel"):
         viz.parameter_bars({})
 
 
@@ -171,8 +171,44 @@ def test_conv_cost_panel_updates_and_reports_bad_settings():
     panel.controls["kernel_size"].value = 11
     panel.controls["input_size"].value = 5
     message = panel.result()[0].data
-    assert "Not possible" in message and "5×5 input" in message
+    assert "Not possible" in message and "5×5 input" in message and "a bug" not in message
     panel._changed()                                     # no display handles outside a notebook: no crash
+
+
+class Handle:
+    """An IPython display handle that remembers what it was updated with."""
+    def __init__(self):
+        self.shown = []
+
+    def update(self, item):
+        self.shown.append(item)
+
+
+@pytest.mark.parametrize("error, heading, text", [
+    (checks.refuse("width 3 is not allowed"), "Not possible:", "width 3 is not allowed."),
+    (ValueError("a plain ValueError inside the library"), "Error (a bug):",
+     "ValueError: a plain ValueError inside the library"),
+    (ZeroDivisionError("division by zero"), "Error (a bug):", "ZeroDivisionError: division by zero"),
+])
+def test_a_result_panel_shows_a_refusal_as_one_sentence_and_any_other_error_as_a_bug(error, heading, text):
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+
+    def render(width):
+        if width == 3:
+            raise error
+        return [widgets.HTML(f"<p>width {width}</p>"), plt.figure()]
+
+    panel = widgets.ResultPanel({"width": widgets._slider(1, 1, 4, "width")}, render)
+    panel.handles = [Handle(), Handle()]                 # as after displaying the panel: a table and a figure
+    panel.controls["width"].value = 3                    # the panel redraws; nothing is raised
+    (shown,) = panel.result()
+    assert heading in shown.data and text in shown.data and shown.data.count("<p") == 1
+    table, figure = (h.shown[-1] for h in panel.handles)
+    assert table.data == shown.data and figure.data == ""  # the last figure is taken away, not left stale
+    panel.controls["width"].value = 2
+    assert [type(h.shown[-1]) for h in panel.handles] == [widgets.HTML, plt.Figure]
+    assert not plt.get_fignums()                         # the panel's figures are closed: pyplot shows none twice
 
 
 def test_nin_params_panel_shows_table_and_bars():
@@ -180,6 +216,7 @@ def test_nin_params_panel_shows_table_and_bars():
     from nin_lib import widgets
     panel = widgets.nin_params_panel()
     table, fig = panel.result()
+    assert fig.number not in plt.get_fignums()
     assert f"{SEED_NIN_PARAMS:,}" in table.data
     assert isinstance(fig, plt.Figure)
     panel.controls["head"].value = "fc"

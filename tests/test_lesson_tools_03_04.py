@@ -1,6 +1,5 @@
-"""Unit tests for what lessons 03 (shape tracing) and 04 (global average pooling) add to nin_lib:
-shapes.trace_or_message and shapes.cost (checked against PyTorch's own counters), adaptive pooling windows,
-class confidence maps, their plots and their widget panels."""
+"""Unit tests for what lessons 03 (shape tracing) and 04 (global average pooling) add to nin_lib: shapes.cost
+(checked against PyTorch's own counters), adaptive pooling windows, class confidence maps, their plots and panels."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,7 +10,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from nin_lib import models, shapes, viz  # noqa: E402
+from nin_lib import checks, models, shapes, viz  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -31,34 +30,6 @@ def _labels(fig):
     for ax in fig.axes:
         texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
     return " | ".join(texts)
-
-
-# ---------------------------------------------------------------------------------------------
-# shapes.trace_or_message (lesson 03's input-size panel)
-
-def test_trace_or_message_gives_the_table_from_the_smallest_size_on():
-    net = models.nin()
-    t = shapes.trace_or_message(net, 67)
-    assert isinstance(t, shapes.Trace)
-    assert t[7].output_shape == (1, 10, 1, 1)          # the last NiN block gets a 1×1 map
-    assert t.params == 1_992_166
-    assert shapes.trace_or_message(net, 224)[-1].output_shape == (1, 10)
-
-
-def test_trace_or_message_names_the_failing_layer_and_the_smallest_size():
-    message = shapes.trace_or_message(models.nin(), 66)
-    assert isinstance(message, str)
-    assert "layer 5 (MaxPool2d 3×3/2)" in message and "2×2" in message
-    assert "smallest input it accepts is 67×67" in message
-    # a net with a fully connected head also rejects sizes that are too large, naming the Linear layer
-    message = shapes.trace_or_message(models.nin_fc_head(arch=28, width=0.25, hidden=8), 56)
-    assert isinstance(message, str) and "does not fit" in message and "Linear" in message
-
-
-@pytest.mark.parametrize("bad", [0, -3, 2.5, "224", True])
-def test_trace_or_message_reports_bad_sizes(bad):
-    message = shapes.trace_or_message(models.nin(), bad)
-    assert isinstance(message, str) and "not allowed" in message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +56,7 @@ def _measured(net, size, batch_size):
     (lambda: _tiny_nin(), 28, 2),
     (lambda: _tiny_nin(batch_norm=True), 28, 3),       # BatchNorm keeps per-channel statistics per batch
     (lambda: _tiny_nin(num_1x1=1, dropout=0.0), 40, 1),
-    (lambda: models.nin_fc_head(arch=28, width=0.25, hidden=32), 28, 2),
+    (lambda: models.nin(head="fc", arch=28, width=0.25, hidden=32), 28, 2),
 ])
 def test_cost_matches_what_pytorch_counts(make, size, batch_size):
     net = make()
@@ -120,7 +91,7 @@ def test_cost_of_the_seed_net():
     (dict(dtype=torch.int8), "dtype"),
 ])
 def test_cost_rejects_bad_values(kwargs, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(checks.Refusal, match=name):
         shapes.cost(_tiny_nin(), 28, **kwargs)
 
 
@@ -147,7 +118,7 @@ def test_adaptive_windows_figure_shows_overlap():
 
 @pytest.mark.parametrize("size, out", [(0, 4), (10, 0), (10.5, 4), (10, "4")])
 def test_adaptive_windows_figure_rejects_bad_sizes(size, out):
-    with pytest.raises(ValueError, match="is not allowed"):
+    with pytest.raises(checks.Refusal, match="is not allowed"):
         viz.adaptive_windows_figure(size, out)
 
 
@@ -167,8 +138,8 @@ def test_class_maps_average_to_the_logits():
 
 
 def test_class_maps_needs_global_average_pooling():
-    with pytest.raises(ValueError, match="AdaptiveAvgPool2d"):
-        viz.class_maps(models.nin_fc_head(arch=28, width=0.25, hidden=8), torch.rand(1, 1, 28, 28))
+    with pytest.raises(checks.Refusal, match="AdaptiveAvgPool2d"):
+        viz.class_maps(models.nin(head="fc", arch=28, width=0.25, hidden=8), torch.rand(1, 1, 28, 28))
 
 
 def test_confidence_figures_are_labelled():
@@ -181,16 +152,31 @@ def test_confidence_figures_are_labelled():
     assert len(fig.axes) == 1 + 10 + 1                   # the overlay, ten maps, the colour bar
     fig = viz.confidence_overview(X[:, 0], maps, logits, labels=[0, 1, 2], ncols=2)
     assert "true: trouser" in _labels(fig)
-    with pytest.raises(ValueError, match="one name per class"):
+    with pytest.raises(checks.Refusal, match="one name per class"):
         viz.confidence_maps_figure(X[0], maps[0], logits[0], class_names=["a", "b"])
-    with pytest.raises(ValueError, match="one logit per class"):
+    with pytest.raises(checks.Refusal, match="one logit per class"):
         viz.confidence_maps_figure(X[0], maps[0], logits[0, :5])
+
+
+def test_the_overlay_puts_each_map_cell_at_its_computed_centre():
+    """Lesson 04: the 28-px net's 4×4 cells are centred at x = 0 + 8·i, not stretched to 3.5 + 7·i."""
+    X = torch.rand(2, 1, 28, 28)
+    maps, logits = viz.class_maps(_tiny_nin(), X)
+    for fig in (viz.confidence_maps_figure(X[0], maps[0], logits[0], centres=(0, 8)),
+                viz.confidence_overview(X[:, 0], maps, logits, centres=(0, 8))):
+        ax = fig.axes[0]
+        left, right, bottom, top = ax.images[-1].get_extent()
+        assert [left + (right - left) * (2 * i + 1) / 8 for i in range(4)] == [0, 8, 16, 24]
+        assert [top + (bottom - top) * (2 * i + 1) / 8 for i in range(4)] == [0, 8, 16, 24]
+        assert ax.get_xlim() == (-0.5, 27.5) and ax.get_ylim() == (27.5, -0.5)   # the image's frame, not the map's
+    stretched = viz.confidence_maps_figure(X[0], maps[0], logits[0]).axes[0].images[-1].get_extent()
+    assert list(stretched) == [-0.5, 27.5, 27.5, -0.5]
 
 
 def test_size_staircase_needs_one_side_per_size():
     fig = viz.size_staircase([60, 70, 80], {"last map": [None, 1, 1]}, min_size=67)
     assert "input side (pixels)" in _labels(fig)
-    with pytest.raises(ValueError, match="one output side per input size"):
+    with pytest.raises(checks.Refusal, match="one output side per input size"):
         viz.size_staircase([60, 70], {"last map": [1]})
 
 
@@ -205,7 +191,8 @@ def test_input_size_panel_shows_table_or_reason():
     assert "maps are 5×5" in html and "1,992,166" in html and "<table>" in html
     panel.controls["input_size"].value = 66
     message = panel.result()[0].data
-    assert "Not possible" in message and "layer 5" in message and "67×67" in message
+    assert "Not possible" in message and "66×66 input is too small" in message and "a bug" not in message
+    assert "layer 5" in message and "67×67" in message
     panel.controls["input_size"].value = 67
     panel.controls["depth"].value = "leaf"
     assert "0.0 Conv2d 11×11/4" in panel.result()[0].data
@@ -228,7 +215,7 @@ def test_confidence_maps_panel():
     panel = widgets.confidence_maps_panel(_tiny_nin(), X, y, index=1)
     fig = panel.result()[0]
     assert "test image 1" in _labels(fig) and "trouser ✓" in _labels(fig)
-    with pytest.raises(ValueError, match="image index 4"):
+    with pytest.raises(checks.Refusal, match="image index 4"):
         widgets.confidence_maps_view(_tiny_nin(), X, y, 4)
 
 
@@ -256,9 +243,9 @@ def test_receptive_field_figure_draws_each_cells_window_at_its_centre():
     ((torch.rand(28, 28), 4, 47, 8, 0.0), [(4, 0)], "cell row 4 is not allowed; use a whole number from 0 to 3"),
 ])
 def test_receptive_field_figure_rejects_bad_geometry(panel, cells, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(checks.Refusal, match=match):
         viz.receptive_field_figure({"net": panel}, cells=cells)
-    with pytest.raises(ValueError, match="at least one panel"):
+    with pytest.raises(checks.Refusal, match="at least one panel"):
         viz.receptive_field_figure({})
 
 
@@ -278,9 +265,9 @@ def test_shift_scores_figure_draws_one_line_per_class_and_the_fractions():
 
 
 def test_shift_scores_figure_rejects_mismatched_lengths():
-    with pytest.raises(ValueError, match="one row per shift"):
+    with pytest.raises(checks.Refusal, match="one row per shift"):
         viz.shift_scores_figure([0, 1, 2], torch.zeros(2, 10))
-    with pytest.raises(ValueError, match="'accuracy' has 2 values for 3 shifts"):
+    with pytest.raises(checks.Refusal, match="'accuracy' has 2 values for 3 shifts"):
         viz.shift_scores_figure([0, 1, 2], torch.zeros(3, 10), fractions={"accuracy": [1, 1]})
-    with pytest.raises(ValueError, match="one name per class"):
+    with pytest.raises(checks.Refusal, match="one name per class"):
         viz.shift_scores_figure([0, 1], torch.zeros(2, 3))

@@ -1,39 +1,41 @@
-"""benchmarks/lessons.py: reading executed lessons, the goals, the RESULTS.md section, its cgroups and real runs."""
+"""The benchmark scripts: benchmarks/lessons.py (reading executed lessons, the goals, the RESULTS.md section, its
+cgroups and real runs) and one tiny run of benchmarks/bench.py."""
 import contextlib
 import importlib.util
 import io
 import json
 import os
+import platform
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
 import pytest
+import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from nin_lib import cli
+from nin_lib import checks
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "benchmarks" / "lessons.py"
 GiB = 2**30
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("lessons_script", SCRIPT)
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-lessons = _script()
+lessons, bench = _script("lessons"), _script("bench")
 
 
-def run_script(*args):
-    """benchmarks/lessons.py's command line in this process: exit status and what it printed."""
+def run_script(*args, main=lessons.main):
+    """A benchmark script's command line in this process: exit status and what it printed."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.run_script(lessons.main, [str(a) for a in args])
+        code = main([str(a) for a in args])
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
@@ -176,16 +178,13 @@ def test_a_results_file_with_one_marker_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("args, says", [
-    (("--timeout", "0"), "0 is not allowed; use a whole number >= 1"),
-    (("--timeout", "ten"), "'ten' is not a whole number"),
-    (("--modes", "gpu"), "invalid choice: 'gpu'"),
-    (("--only", "99"), "--only '99' is not a lesson; choose one of 00_d2l_chapter"),
-    (("--speed",), "unrecognized arguments: --speed"),
+    (("--only", "99"), "--only '99'"),
+    (("--command",), "--command needs"),
+    (("--modes", "gpu"), "'gpu'"),
 ])
-def test_bad_arguments_exit_2_with_one_sentence(args, says):
-    r = run_script(*args)
-    assert r.returncode == 2
-    assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+def test_the_scripts_bad_values_are_refused(args, says):
+    with pytest.raises(checks.Refusal, match=says):
+        lessons.main(list(args))
 
 
 def test_lessons_are_picked_by_stem_number_file_name_or_path():
@@ -301,7 +300,7 @@ def test_lesson_01_runs_binder_sized_where_the_machine_allows(tmp_path):
     command = (f"python benchmarks/lessons.py --only 01 --fast --modes {mode} --timeout 120 --json {out} "
                f"--results {copy}")
     assert results["command"] == command
-    assert results["machine"]["python"] and results["machine"]["cpu_count"] >= 1
+    assert results["machine"]["python"] == platform.python_version() and results["machine"]["cpu_count"] >= 1
     run = results["modes"][mode]
     (lesson,) = run["lessons"]
     assert lesson["lesson"] == "01_one_by_one_convolutions" and lesson["error"] is None, lesson
@@ -318,3 +317,21 @@ def test_lesson_01_runs_binder_sized_where_the_machine_allows(tmp_path):
                 for p in Path(folder).glob(f"nin-lessons-{os.getpid()}-*")]
         assert left == []  # every group made for the run is gone
         assert results["goal_check"]["lessons"][0]["ok"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/bench.py: the one test that runs it
+
+def test_bench_pipeline_runs_in_ci_size(tmp_path, fmnist):
+    out = tmp_path / "bench.json"
+    r = run_script("--device", "cpu", "--steps", "2", "--warmup", "1", "--batch-size", "8",  # mode: pipeline
+                   "--resize", "67", "--workers", "0", "--json", out, main=bench.main)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    names = [x["name"] for x in result["results"]]
+    assert names == ["d2l-style", "fit", "nin_lib.d2l"] and all(x["images"] == 16 for x in result["results"])
+    assert result["results"][1]["ratio"] > 0 and "fit / d2l-style = " in r.stdout
+    book = result["results"][2]
+    assert book["ratio"] > 0 and "nin_lib.d2l / d2l-style = " in r.stdout
+    assert any(line.endswith("examples/sec on cpu") for line in book["lines"])  # the book's closing line
+    assert result["machine"]["torch"] == torch.__version__

@@ -3,20 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from nin_lib import models, shapes
+from conftest import SEED_LINES
+from nin_lib import checks, models, shapes
 
-SEED_LINES = [
-    "Sequential output shape:\t torch.Size([1, 96, 54, 54])",
-    "MaxPool2d output shape:\t torch.Size([1, 96, 26, 26])",
-    "Sequential output shape:\t torch.Size([1, 256, 26, 26])",
-    "MaxPool2d output shape:\t torch.Size([1, 256, 12, 12])",
-    "Sequential output shape:\t torch.Size([1, 384, 12, 12])",
-    "MaxPool2d output shape:\t torch.Size([1, 384, 5, 5])",
-    "Dropout output shape:\t torch.Size([1, 384, 5, 5])",
-    "Sequential output shape:\t torch.Size([1, 10, 5, 5])",
-    "AdaptiveAvgPool2d output shape:\t torch.Size([1, 10, 1, 1])",
-    "Flatten output shape:\t torch.Size([1, 10])",
-]
 
 
 def seed_net():
@@ -77,13 +66,13 @@ def test_variants():
 
 
 def test_fc_head_has_far_more_parameters_and_same_trunk():
-    fc = models.nin_fc_head()
+    fc = models.nin(head="fc")
     assert fc(torch.rand(2, 1, 224, 224)).shape == (2, 10)
     n_fc = models.count_parameters(fc)
     assert n_fc == 1_957_376 + 9600 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10
     assert n_fc > 25 * models.count_parameters(models.nin())
     assert repr(fc[:6]) == repr(models.nin()[:6])
-    fc28 = models.nin_fc_head(arch=28, width=0.25, hidden=256)
+    fc28 = models.nin(head="fc", arch=28, width=0.25, hidden=256)
     assert fc28(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
@@ -106,14 +95,33 @@ def test_xavier_init_changes_only_conv_and_linear_weights():
     (dict(num_1x1=-1), "num_1x1 -1 is not allowed"),
     (dict(arch=32), "arch 32 is not known"),
     (dict(num_classes=1), "num_classes 1 is not allowed"),
+    (dict(in_channels=0), "in_channels 0 is not allowed"),
+    (dict(mlp_kernel=2), "mlp_kernel 2 is not known"),
+    (dict(head="fc", hidden=0), "hidden 0 is not allowed"),
+    (dict(head="fc", input_size=66), "input_size 66 is not allowed; use a whole number of pixels >= 67"),
 ])
 def test_bad_model_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(checks.Refusal, match=message):
         models.nin(**kwargs)
 
 
-def test_get_model():
-    assert models.count_parameters(models.get_model("d2l")) == 1_992_166
-    assert models.model_input_size("nin28") == 28
-    with pytest.raises(ValueError, match="model 'vgg' is not known; choose one of d2l, "):
-        models.get_model("vgg")
+@pytest.mark.parametrize("args, message", [
+    ((0, 96, 11, 4, 0), "in_channels 0 is not allowed"),
+    ((1, 0, 11, 4, 0), "out_channels 0 is not allowed"),
+    ((1, 96, 0, 4, 0), "kernel_size 0 is not allowed"),
+    ((1, 96, -3, 4, 0), "kernel_size -3 is not allowed"),
+    ((1, 96, 11, 0, 0), "strides 0 is not allowed"),
+    ((1, 96, 11, 4, -1), "padding -1 is not allowed"),
+    ((1, 96, 2.5, 4, 0), "kernel_size 2.5 is not allowed"),
+])
+def test_a_zero_size_or_negative_layer_is_refused(args, message):
+    with pytest.raises(checks.Refusal, match=message):
+        models.nin_block(*args)
+
+
+def test_the_smallest_fc_input_is_the_smallest_the_trunk_accepts():
+    for arch in (224, 28):
+        smallest = shapes.min_input_size(models.nin(arch=arch))
+        assert models.nin(head="fc", arch=arch, width=0.25, hidden=8, input_size=smallest)[-1].out_features == 10
+        with pytest.raises(checks.Refusal, match=f"input_size {smallest - 1} is not allowed"):
+            models.nin(head="fc", arch=arch, input_size=smallest - 1)

@@ -39,8 +39,9 @@ def output_text(output):
     return "".join("".join(p) if isinstance(p, list) else str(p) for p in parts)
 
 
-def test_there_are_notebooks():
-    assert len(NOTEBOOKS) >= 5, [p.name for p in NOTEBOOKS]
+def test_the_notebooks_are_the_lessons_the_readme_lists():
+    listed = re.findall(r"^\| \d\d \| \[[^]]+\]\(notebooks/([^)]+\.ipynb)\)", (ROOT / "README.md").read_text(), re.M)
+    assert listed == [p.name for p in NOTEBOOKS] and len(listed) == 8, listed
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

@@ -7,11 +7,11 @@ import pytest
 
 W = pytest.importorskip("ipywidgets")
 
-from nin_lib import widgets  # noqa: E402
+from nin_lib import checks, presets, widgets  # noqa: E402
 
 
 def tiny_panel(fmnist, **kwargs):
-    panel = widgets.training_panel(fmnist, preset="quick", device="cpu", subset=1000, test_subset=200, **kwargs)
+    panel = widgets.TrainingPanel(fmnist, preset="quick", device="cpu", subset=1000, test_subset=200, **kwargs)
     c = panel.controls
     c["num_epochs"].value = 1
     c["batch_size"].value = 100
@@ -19,7 +19,7 @@ def tiny_panel(fmnist, **kwargs):
 
 
 def test_the_lr_slider_really_shows_0_1(fmnist):
-    panel = widgets.training_panel(fmnist, preset="d2l", device="cpu")
+    panel = widgets.TrainingPanel(fmnist, preset="d2l", device="cpu")
     lr = panel.controls["lr"]
     assert isinstance(lr, W.FloatLogSlider)
     assert lr.value == pytest.approx(0.1) and lr.min <= -1 <= lr.max and lr.readout_format == ".3g"
@@ -28,6 +28,17 @@ def test_the_lr_slider_really_shows_0_1(fmnist):
     panel.controls["preset"].value = "quick"  # choosing a preset loads its values
     assert panel.controls["resize"].value == 28 and panel.controls["batch_norm"].value
     assert panel.settings().name == "quick" and panel.settings().resize is None
+    assert panel.controls["subset"].options[-1] == (f"all {len(fmnist.train_labels):,}", None)  # from the data
+
+
+def test_the_panel_shows_its_controls_in_rows_then_train_stop_status_and_curves(fmnist):
+    panel = widgets.TrainingPanel(fmnist, preset="quick", device="cpu")
+    rows = panel.box.children
+    assert [[c.description for c in row.children] for row in rows[:4]] == [
+        ["preset", "device", "training images"], ["learning rate", "epochs"],
+        ["batch size", "image size (px)", "dropout"], ["BatchNorm", "momentum"]]
+    assert list(rows[4].children) == [panel.train_button, panel.stop_button, panel.progress]
+    assert list(rows[5:]) == [panel.status, panel.curves] and panel.result() == []  # no output below the box
 
 
 def test_train_click_trains_in_the_background(fmnist):
@@ -41,6 +52,9 @@ def test_train_click_trains_in_the_background(fmnist):
     assert panel.net is not None and panel.history is history
     assert panel.progress.value == panel.progress.max == 10
     assert len(panel.curves.value) > 1000  # a PNG of the curves
+    points = panel.live.points
+    assert points["train loss (batches)"][0] == [b / 10 for b in range(1, 11)]  # ten batch points an epoch
+    assert points["test acc"] == ([1.0], [history.final_test_acc])
     assert "1 epoch(s)" in panel.status.value
     assert not panel.train_button.disabled and panel.stop_button.disabled
 
@@ -69,12 +83,44 @@ def test_stop_click_ends_the_run_and_keeps_net_and_history(fmnist):
     ("quick", "device", "cuda" if not __import__("torch").cuda.is_available() else "mps", "was requested but"),
 ])
 def test_invalid_settings_are_a_message_not_a_crash(fmnist, preset, control, value, says):
-    panel = widgets.training_panel(fmnist, preset=preset, device="cpu")
+    panel = widgets.TrainingPanel(fmnist, preset=preset, device="cpu")
     panel.controls[control].value = value
     panel.train_button.click()
     assert panel.thread is None and panel.history is None
     assert "Not possible" in panel.status.value and says in panel.status.value
-    assert says in panel.error
+    assert "a bug" not in panel.status.value and says in panel.error
+
+
+# what a panel shows for each kind of error: the learner's value (a Refusal) or a bug (anything else, ValueError too)
+ERRORS = [(checks.refuse("batch_size 3 is not allowed here"), "Not possible:", "batch_size 3 is not allowed here."),
+          (ValueError("a plain ValueError inside the library"), "Error (a bug):",
+           "ValueError: a plain ValueError inside the library"),
+          (RuntimeError("shape mismatch"), "Error (a bug):", "RuntimeError: shape mismatch")]
+
+
+def _raise(error):
+    def raiser(*args, **kwargs):
+        raise error
+    return raiser
+
+
+@pytest.mark.parametrize("error, heading, text", ERRORS)
+def test_an_error_before_the_run_starts_is_shown_for_what_it_is(fmnist, monkeypatch, error, heading, text):
+    monkeypatch.setattr(presets, "check_memory", _raise(error))
+    panel = tiny_panel(fmnist)
+    assert panel.train() is False and panel.thread is None and panel.history is None
+    assert heading in panel.status.value and text in panel.status.value and panel.error == text
+    assert not panel.train_button.disabled
+
+
+@pytest.mark.parametrize("error, heading, text", ERRORS)
+def test_an_error_inside_the_run_is_shown_for_what_it_is(fmnist, monkeypatch, error, heading, text):
+    monkeypatch.setattr(presets, "build_run", _raise(error))
+    panel = tiny_panel(fmnist)
+    assert panel.train() is True
+    assert panel.wait(timeout=60) is None and not panel.running  # the thread ended; nothing was raised out of it
+    assert heading in panel.status.value and text in panel.status.value and panel.error == text
+    assert not panel.train_button.disabled and panel.stop_button.disabled  # ready for another run
 
 
 def test_importing_the_library_does_not_import_ipywidgets():
@@ -85,7 +131,7 @@ def test_importing_the_library_does_not_import_ipywidgets():
 
 
 def test_the_smallest_choice_of_images_still_trains_a_net_that_learned(fmnist):
-    panel = widgets.training_panel(fmnist, preset="quick", device="cpu", subset=1000)
+    panel = widgets.TrainingPanel(fmnist, preset="quick", device="cpu", subset=1000)
     epochs, batch = panel.controls["num_epochs"].value, panel.controls["batch_size"].value
     assert epochs * -(-1000 // batch) >= widgets.MIN_STEPS  # the epochs go up so that the run has enough steps
     assert panel.settings().test_subset == 1000  # each epoch's test pass as large as the training set
@@ -95,16 +141,17 @@ def test_the_smallest_choice_of_images_still_trains_a_net_that_learned(fmnist):
 
 
 def test_a_run_far_too_slow_for_this_cpu_is_refused_with_the_estimate(fmnist):
-    panel = widgets.training_panel(fmnist, preset="d2l", device="cpu", subset=10000)
+    panel = widgets.TrainingPanel(fmnist, preset="d2l", device="cpu", subset=10000)
     assert panel.train() is False and panel.thread is None
-    assert "the d2l preset's net needs about 4.51 billion floating-point operations per training image" in panel.error
+    assert "the d2l preset's net needs about 4.51 billion floating-point operations" in panel.error
     assert "choose fewer images or epochs, the quick preset, or a GPU" in panel.error
 
 
 def test_after_a_stop_the_summary_says_what_was_trained(fmnist):
     panel = tiny_panel(fmnist)
-    panel.background.on_batch = lambda step: panel.stop() if step.global_step == 3 else None
+    panel.on_batch = lambda run: panel.stop() if run.global_step == 3 else None
     assert panel.train() is True
     history = panel.wait(timeout=300)
     assert history.reason.startswith("stopped by request in epoch 1, batch 3/10")
     assert "3 of 10 batches of epoch 1" in panel.status.value
+    assert panel.live.points["train loss"][0] == [0.3]  # the partial epoch's point sits where it stopped

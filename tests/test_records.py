@@ -1,25 +1,24 @@
-"""Recorded runs and trained weights (records): what a record holds, its hash, the weights' hash and architecture,
-and the lessons' view of a GPU record of the seed's recipe (made here from a tiny real run)."""
+"""Recorded runs and trained weights (records): what a record holds, the weights' hash, the shipped records, and the
+lessons' view of a GPU record of the seed's recipe (made here from a tiny real run)."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from nin_lib import presets, records, train, viz
+from conftest import quiet, tiny_run
+from nin_lib import checks, experiments, presets, records, train, viz
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = dict(width=0.1, batch_size=64, subset=256, test_subset=128, num_epochs=2, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def recorded(fmnist, tmp_path_factory):
-    """A folder holding one real (tiny) run recorded with its weights, through the command line's own functions."""
+    """A folder holding one real (tiny) run recorded with its weights, as the command line records one."""
     folder = tmp_path_factory.mktemp("records")
-    preset = presets.get_preset("quick", **TINY)
-    run = presets.build_run(preset, data=fmnist)
-    history = run.fit(progress=False, verbose=False)
+    run = tiny_run(fmnist)
+    preset = run.preset
+    history = run.fit(callbacks=quiet())
     y, y_hat = train.predict(run.net, run.test_iter)
     weights = records.save_weights(run.net, "quick-tiny", preset=preset, folder=folder)
     record = records.make_record(history, preset=preset, command="python -m nin_lib train --preset quick",
@@ -39,78 +38,63 @@ def test_a_record_holds_what_ran_where_when_and_how(recorded, monkeypatch):
     assert len(record["history"]["epochs"]) == 2 and record["timings"]["wall_seconds"] == 1.5
     assert sum(map(sum, record["confusion_matrix"])) == 128
     assert records.history(record).final_test_acc == pytest.approx(run.evaluate())
-    assert records.describe(record).startswith("quick preset, seed 0: test accuracy ")
-    assert "quick-tiny" in records.names("run") and records.runs("quick", "cpu")[0]["seed"] == 0
+    assert records.about(record).startswith("quick preset, seed 0: test accuracy ")
+    assert "quick-tiny" in records.names("run") and "quick-tiny" not in records.names("experiments")
+    assert [r["seed"] for r in records.runs("quick", "cpu") if r["command"] == record["command"]] == [0]
     assert records.runs("quick", "cuda") == []
 
 
-def test_weights_come_back_in_fp32_with_the_same_predictions(recorded, monkeypatch):
+def test_weights_come_back_in_fp32_with_the_same_predictions(recorded):
     folder, run = recorded
-    monkeypatch.setenv(records.RECORDS_ENV, str(folder))
     assert (folder / "quick-tiny.pt").stat().st_size < 200_000  # fp16: two bytes a weight
-    net = records.load_weights("quick-tiny")
+    net = records.load_weights("quick-tiny", folder)
     assert not net.training and all(p.dtype == torch.float32 for p in net.parameters())
     X = torch.rand(8, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(net(X), run.net.eval()(X), atol=5e-2)
 
 
-def _copy(folder, tmp_path):
-    shutil.copytree(folder, tmp_path / "copy")
-    return tmp_path / "copy"
+def _change_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
-def test_a_changed_record_is_one_sentence(recorded, tmp_path, monkeypatch):
-    copy = _copy(recorded[0], tmp_path)
-    path = copy / "quick-tiny.json"
-    record = json.loads(path.read_text())
-    record["history"]["epochs"][-1]["test_acc"] = 0.99
-    path.write_text(json.dumps(record))
-    monkeypatch.setenv(records.RECORDS_ENV, str(copy))
-    with pytest.raises(ValueError, match=r"^recorded file 'quick-tiny.json' does not match its sha256 in SHA256SUMS: "
-                                         r"it was changed by hand or damaged; restore it or record it again\.$"):
-        records.load("quick-tiny")
+@pytest.mark.parametrize("damage, says", [
+    (_change_a_byte, "weights 'quick-tiny.pt' do not match the sha256"),
+    (Path.unlink, "weights 'quick-tiny.pt' of the quick run with seed 0 are not shipped"),
+])
+def test_weights_changed_or_missing_are_refused(recorded, tmp_path, damage, says):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for name in ("quick-tiny.json", "quick-tiny.pt"):
+        (folder / name).write_bytes((recorded[0] / name).read_bytes())
+    damage(folder / "quick-tiny.pt")
+    with pytest.raises(checks.Refusal, match=says):
+        records.load_weights("quick-tiny", folder)
 
 
-def test_a_damaged_weights_file_is_one_sentence(recorded, tmp_path, monkeypatch):
-    copy = _copy(recorded[0], tmp_path)
-    path = copy / "quick-tiny.pt"
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    monkeypatch.setenv(records.RECORDS_ENV, str(copy))
-    with pytest.raises(ValueError, match="does not match its sha256"):
-        records.load_weights("quick-tiny")
-    records._add_sum(copy, path)  # even with a matching hash, half a file cannot be read
-    with pytest.raises(ValueError, match=r"^weights 'quick-tiny.pt' cannot be read \(\w+\): the file is damaged\.$"):
-        records.load_weights("quick-tiny")
+@pytest.mark.parametrize("name, format, says", [
+    ("nothing", records.RECORD_FORMAT, "record 'nothing' is not a nin-record-1 file"),
+    ("experiments-cpu", records.RECORD_FORMAT, "record 'experiments-cpu' is not a nin-record-1 file"),
+    ("quick-cpu-seed-0", experiments.FORMAT, f"record 'quick-cpu-seed-0' is not a {experiments.FORMAT} file"),
+])
+def test_an_unknown_or_foreign_record_is_refused(name, format, says):
+    with pytest.raises(checks.Refusal, match=says):
+        records.load(name, format)
 
 
-def test_weights_that_do_not_fit_their_preset_are_one_sentence(recorded, tmp_path, monkeypatch):
-    copy = _copy(recorded[0], tmp_path)
-    saved = torch.load(copy / "quick-tiny.pt", weights_only=True)
-    saved["preset"]["width"] = 0.25  # another net than the one the weights are for
-    torch.save(saved, copy / "quick-tiny.pt")
-    records._add_sum(copy, copy / "quick-tiny.pt")
-    monkeypatch.setenv(records.RECORDS_ENV, str(copy))
-    with pytest.raises(ValueError, match=r"^weights 'quick-tiny.pt' do not fit the net of their preset 'quick'\.$"):
-        records.load_weights("quick-tiny")
-
-
-def test_an_unlisted_or_unknown_record_is_one_sentence(recorded, tmp_path, monkeypatch):
-    copy = _copy(recorded[0], tmp_path)
-    (copy / records.SUMS).write_text("")
-    monkeypatch.setenv(records.RECORDS_ENV, str(copy))
-    with pytest.raises(ValueError, match="is not listed in SHA256SUMS beside it"):
-        records.load("quick-tiny")
-    with pytest.raises(ValueError, match="record 'nothing' is not recorded here; the records found are: "):
-        records.load("nothing")
-
-
-def test_every_shipped_file_is_listed_with_its_hash():
-    shipped = sorted(p.name for p in records.PACKAGED.iterdir() if p.name != records.SUMS)
-    listed = records._sums(records.PACKAGED)
-    assert shipped and sorted(listed) == shipped
-    for name in shipped:
-        records.verify(records.PACKAGED / name)
+def test_every_shipped_record_loads():
+    shipped = {p.suffix for p in records.PACKAGED.iterdir()}
+    assert shipped <= {".json", ".pt"}
+    runs, grids = records.names("run", records.PACKAGED), records.names("experiments", records.PACKAGED)
+    assert len(runs) + len(grids) == len([p for p in records.PACKAGED.glob("*.json") if p.name != "published.json"])
+    for name in runs:
+        record = records.load(name, folder=records.PACKAGED)
+        if (record.get("weights") or {}).get("file") and records.locate(record["weights"]["file"]):
+            records.load_weights(record)  # shipped weights match the sha256 their record keeps
+    for name in grids:
+        assert records.about(records.load(name, experiments.FORMAT)).startswith("grid of ")
 
 
 @pytest.fixture
@@ -129,7 +113,7 @@ def gpu_record(recorded, tmp_path, monkeypatch):
 
 def test_the_lessons_view_of_a_gpu_record_of_the_seeds_recipe(gpu_record):
     runs = records.runs("d2l", device_type="cuda")
-    assert len(runs) == 1 and records.describe(runs[0]).startswith("d2l preset, seed 0: test accuracy")
+    assert len(runs) == 1 and records.about(runs[0]).startswith("d2l preset, seed 0: test accuracy")
     fig = viz.record_curves(runs)
     assert fig._suptitle.get_text().startswith("recorded: the d2l preset on cuda (a test GPU), ")
     loss_ax, acc_ax = fig.axes
@@ -149,5 +133,5 @@ def test_lessons_00_and_05_show_a_gpu_record_of_the_seeds_recipe(gpu_record, les
     nbclient.NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
     shown = nb.cells[last].outputs
     text = "".join(o.get("text", "") for o in shown)
-    assert records.describe(gpu_record) in text
+    assert records.about(gpu_record) in text
     assert any("image/png" in o.get("data", {}) for o in shown), "no curves drawn"

@@ -6,7 +6,7 @@ command line: exit status 2, one line on stderr, no traceback; widgets: a messag
 nothing half-written may be left behind. Every case is recorded, with the items it lost, into
 a temporary file (or ``NIN_RELIABILITY_RECORD``); ``python tools/reliability_report.py`` turns that file into the
 tables and totals of docs/RELIABILITY.md, and the last test checks that the document matches this run.
-All runs are tiny (a 28-px NiN at a quarter of the width, a few hundred images) and on the CPU.
+All runs are tiny (conftest.tiny_run: a 28-px NiN at a tenth of the width, a few hundred images) and on the CPU.
 """
 import contextlib
 import errno
@@ -32,6 +32,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import finite, numbers, quiet, same_weights, tiny_run, weights
 from nin_lib import cli, d2l, data, models, presets, runtime, train
 
 W = pytest.importorskip("ipywidgets")
@@ -45,8 +46,6 @@ REPORT = Path(os.environ.get("NIN_RELIABILITY_RECORD") or
               Path(tempfile.mkdtemp(prefix="nin-reliability-")) / "reliability.json")
 DOC = ROOT / "docs" / "RELIABILITY.md"
 
-# a tiny CPU run: 28-px NiN at a quarter of the width, 256 training and 128 test images, 4 batches an epoch
-TINY = dict(width=0.25, batch_size=64, subset=256, test_subset=128, num_epochs=2, device="cpu", eval_batch_size=128)
 
 # The rows of the bad-input matrix: key, group, the input in words.
 INPUTS = [
@@ -162,23 +161,6 @@ def changes(before, after):
     return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
 
 
-def weights(net):
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
-def same_weights(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def finite(net):
-    return all(torch.isfinite(v).all() for v in net.state_dict().values() if v.is_floating_point())
-
-
-def numbers(history):
-    keys = ("epoch", "loss", "train_acc", "test_acc", "images", "lr")
-    return [{k: e[k] for k in keys} for e in history.epochs]
-
-
 # ---------------------------------------------------------------------------------------------
 # Shared material: a data folder (links to the real files), a checkpoint, a closed port
 
@@ -230,15 +212,11 @@ def closed_url():
         return f"http://127.0.0.1:{s.getsockname()[1]}/"
 
 
-def tiny_run(fmnist, **overrides):
-    return presets.build_run("quick", data=fmnist, **{**TINY, **overrides})
-
-
 @pytest.fixture(scope="module")
 def checkpoint_bytes(fmnist, tmp_path_factory):
     """A real checkpoint: one epoch of the tiny run (quick preset, width 0.25)."""
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    tiny_run(fmnist, num_epochs=1).fit(progress=False, checkpoint=path, verbose=False)
+    tiny_run(fmnist, num_epochs=1).fit(quiet(train.Checkpoint(path)))
     return path.read_bytes()
 
 
@@ -260,7 +238,7 @@ def checkpoint_file(root, kind, checkpoint_bytes):
 def straight(fmnist):
     """The tiny run, uninterrupted: what an interrupted and resumed run must equal."""
     run = tiny_run(fmnist)
-    return numbers(run.fit(progress=False, verbose=False)), weights(run.net)
+    return numbers(run.fit(quiet())), weights(run.net)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,7 +272,7 @@ class Ctx:
         return left
 
     def free_memory(self, nbytes):
-        self.monkeypatch.setattr(presets, "available_memory", lambda device: nbytes)
+        self.monkeypatch.setattr(runtime, "available_memory", lambda device: nbytes)
 
     def no_cuda(self):
         self.monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -308,17 +286,17 @@ class Ctx:
 
 def _fit_lr(ctx, lr):
     net = models.nin(arch=28, width=0.25)
-    train.fit(net, ctx.small_batches(), num_epochs=1, lr=lr, progress=False, verbose=False)
+    train.fit(net, ctx.small_batches(), num_epochs=1, lr=lr, callbacks=quiet())
 
 
 def _fit_epochs(ctx, num_epochs):
     net = models.nin(arch=28, width=0.25)
-    train.fit(net, ctx.small_batches(), num_epochs=num_epochs, lr=0.1, progress=False, verbose=False)
+    train.fit(net, ctx.small_batches(), num_epochs=num_epochs, lr=0.1, callbacks=quiet())
 
 
 def _fit_too_small(ctx):
     net = models.nin(arch=224, width=0.25)
-    train.fit(net, ctx.small_batches(resize=66), num_epochs=1, lr=0.1, progress=False, verbose=False)
+    train.fit(net, ctx.small_batches(resize=66), num_epochs=1, lr=0.1, callbacks=quiet())
 
 
 def _d2l_too_small(ctx):
@@ -380,7 +358,7 @@ def _checkpoint(ctx, kind):
 def _resume(ctx, kind, **overrides):
     path = _checkpoint(ctx, kind)
     run = tiny_run(ctx.fmnist, num_epochs=2, **overrides)
-    run.fit(progress=False, checkpoint=path, resume=True, verbose=False)
+    run.fit(quiet(train.Checkpoint(path, resume=True, verbose=False)))
 
 
 LIBRARY = [
@@ -418,11 +396,10 @@ LIBRARY = [
     ("size-zero", "get_preset", lambda c: presets.get_preset("d2l", resize=0), "resize 0 is not allowed"),
     ("size-absurd", "get_preset", lambda c: presets.get_preset("d2l", resize=5000),
      "resize 5000 is not allowed; use a whole number from 1 to 1024 (at 5000×5000 px one training step of "
-     "batch_size 128 would need about 566.7 GB)"),
-    ("size-memory", "build_run", _memory, "image size 1024 with batch_size 128 needs about 23.2 GB for one training "
-     "step (estimated before allocating anything) but this cpu has only 8.0 GB free; use a batch size of at most"),
+     "batch_size 128 would need about 527.8 GiB)"),
+    ("size-memory", "build_run", _memory, "image size 1024 with batch_size 128 needs about 21.6 GiB for one training "
+     "step (estimated before allocating anything) but this cpu has only 7.5 GiB free; use a batch size of at most"),
     ("preset-unknown", "get_preset", lambda c: presets.get_preset("fast"), "preset 'fast' is not known; choose one of"),
-    ("model-unknown", "get_model", lambda c: models.get_model("vgg"), "model 'vgg' is not known; choose one of"),
     ("device-unknown", "pick_device", lambda c: runtime.pick_device("tpu"), "device 'tpu' is not known; choose one of"),
     ("device-unknown", "get_preset", lambda c: presets.get_preset("quick", device="gpu"), "device 'gpu' is not known"),
     ("device-cuda-missing", "build_run", _cuda, "device 'cuda' was requested but this machine has no CUDA GPU; use 'cpu'"),
@@ -435,7 +412,7 @@ LIBRARY = [
     ("data-magic", "read_idx_gz", _bad_magic,
      "has IDX magic number 0x00000802, expected 0x00000801"),
     ("ckpt-other-model", "fit(resume=True)", lambda c: _resume(c, "good", width=0.5),
-     "holds a different model (it was made with preset 'quick', arch 28, width 0.25): 0.0.weight is"),
+     "holds a different model (it was made with preset 'quick', width 0.1): 0.0.weight is"),
     ("ckpt-truncated", "fit(resume=True)", lambda c: _resume(c, "truncated"), "cannot be read"),
     ("ckpt-truncated", "load_checkpoint", lambda c: train.load_checkpoint(_checkpoint(c, "truncated")), "cannot be read"),
     ("ckpt-not-checkpoint", "load_checkpoint", lambda c: train.load_checkpoint(_checkpoint(c, "text")), "cannot be read"),
@@ -456,14 +433,6 @@ def test_bad_input_library(fmnist, tmp_path, monkeypatch, checkpoint_bytes, requ
     RECORDER.add("bad input", key, "library", via, "ValueError", message, case_test(request), lost=len(left),
                  clean=[(tmp_path, "<tmp>"), (source_dir(), "$NIN_DATA_DIR")])
     assert not left, left
-
-
-def test_the_memory_check_reads_the_real_free_memory():
-    free = presets.available_memory("cpu")
-    assert free is None or (isinstance(free, int) and free > 0)
-    presets.check_memory(presets.get_preset("quick"), "cpu")  # a tiny run always fits
-    with pytest.raises(ValueError, match="needs about 10.8 TB"):
-        presets.check_memory(presets.get_preset("d2l", resize=1024, batch_size=60000), "cpu", available=10**12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,9 +495,9 @@ CLI = [
     ("size-zero", TRAIN + ("--resize", "0"), None, "resize 0 is not allowed"),
     ("size-absurd", TRAIN + ("--preset", "d2l", "--resize", "5000"), None,
      "resize 5000 is not allowed; use a whole number from 1 to 1024 (at 5000×5000 px one training step of "
-     "batch_size 64 would need about 283.3 GB)"),
+     "batch_size 64 would need about 263.9 GiB)"),
     ("size-memory", ("train", "--device", "cpu", "--preset", "d2l", "--resize", "1024", "--batch-size", "60000"),
-     None, "image size 1024 with batch_size 60000 needs about 10.8 TB for one training step"),
+     None, "image size 1024 with batch_size 60000 needs about 10,099.5 GiB for one training step"),
     ("preset-unknown", TRAIN + ("--preset", "fast"), None, "preset 'fast' is not known"),
     ("model-unknown", ("trace", "--model", "vgg"), None, "argument --model: invalid choice: 'vgg'"),
     ("device-unknown", ("train", "--device", "tpu"), None, "argument --device: invalid choice: 'tpu'"),
@@ -543,7 +512,7 @@ CLI = [
     ("data-checksum", TRAIN, lambda r, c: _cli_data(r, "checksum"), "has the wrong MD5 checksum"),
     ("data-magic", TRAIN, lambda r, c: _cli_data(r, "magic"), "has the wrong MD5 checksum"),
     ("ckpt-other-model", TRAIN + ("--preset", "d2l"), lambda r, c: _cli_ckpt(r, "good", c),
-     "holds a different model (it was made with preset 'quick', arch 28, width 0.25)"),
+     "holds a different model (it was made with preset 'quick', width 0.1)"),
     ("ckpt-truncated", TRAIN, lambda r, c: _cli_ckpt(r, "truncated", c), "cannot be read"),
     ("ckpt-not-checkpoint", TRAIN, lambda r, c: _cli_ckpt(r, "text", c), "cannot be read"),
     ("ckpt-foreign", TRAIN, lambda r, c: _cli_ckpt(r, "foreign", c), "was not written by nin_lib's fit"),
@@ -614,7 +583,7 @@ def test_bad_input_cli(cli_results, request, case_id, key, args, says):
 # Bad inputs through the widgets
 
 def training_panel(fmnist, preset="quick"):
-    return widgets.training_panel(fmnist, preset=preset, device="cpu", subset=1000, test_subset=200)
+    return widgets.TrainingPanel(fmnist, preset=preset, device="cpu", subset=1000, test_subset=200)
 
 
 def _panel_message(panel):
@@ -657,12 +626,12 @@ def _w_cuda(fm, monkeypatch):
 
 
 def _w_memory(fm, monkeypatch):
-    monkeypatch.setattr(presets, "available_memory", lambda device: 8 * 10**9)
+    monkeypatch.setattr(runtime, "available_memory", lambda device: 8 * 10**9)
     return _set(training_panel(fm, "d2l"), resize=1024)
 
 
 def _experiment(fm, **values):
-    panel = widgets.experiment_panel(fm)
+    panel = widgets.ExperimentPanel(fm)
     for name, value in values.items():
         panel.controls[name].value = value
     assert panel.train() is False and panel.runs == []
@@ -693,7 +662,7 @@ WIDGETS = [
      "learning rate nan is not allowed"),
     ("lr-inf", "experiment panel", lambda f, m: _experiment(f, lr=float("inf")), "message in the panel",
      "learning rate inf is not allowed"),
-    ("lr-text", "experiment panel", lambda f, m: _kept(widgets.experiment_panel(f).controls["lr"], "fast"),
+    ("lr-text", "experiment panel", lambda f, m: _kept(widgets.ExperimentPanel(f).controls["lr"], "fast"),
      "kept out by the control", "the control refuses 'fast'"),
     ("bs-zero", "training panel", lambda f, m: _set(training_panel(f), batch_size=0), "message in the panel",
      "batch_size 0 is not allowed"),
@@ -709,7 +678,7 @@ WIDGETS = [
      "message in the panel", "batch_size 70000 is not allowed; use a whole number from 1 to 60000"),
     ("epochs-zero", "training panel", lambda f, m: _kept(training_panel(f).controls["num_epochs"], 0),
      "kept out by the control", "the control turns 0 into 1"),
-    ("epochs-negative", "experiment panel", lambda f, m: _kept(widgets.experiment_panel(f).controls["num_epochs"], -3),
+    ("epochs-negative", "experiment panel", lambda f, m: _kept(widgets.ExperimentPanel(f).controls["num_epochs"], -3),
      "kept out by the control", "the control turns -3 into 1"),
     ("size-small", "training panel", lambda f, m: _set(training_panel(f, "d2l"), resize=66), "message in the panel",
      "image size 66 is too small for the d2l preset's net"),
@@ -718,9 +687,9 @@ WIDGETS = [
     ("size-zero", "training panel", lambda f, m: _set(training_panel(f), resize=0), "message in the panel",
      "resize 0 is not allowed"),
     ("size-absurd", "training panel", lambda f, m: _set(training_panel(f, "d2l"), resize=5000), "message in the panel",
-     "would need about 566.7 GB"),
+     "would need about 527.8 GiB"),
     ("size-memory", "training panel", _w_memory, "message in the panel",
-     "image size 1024 with batch_size 128 needs about 23.2 GB"),
+     "image size 1024 with batch_size 128 needs about 21.6 GiB"),
     ("device-cuda-missing", "training panel", _w_cuda, "message in the panel",
      "device 'cuda' was requested but this machine has no CUDA GPU"),
 ]
@@ -740,14 +709,25 @@ def test_bad_input_widget(fmnist, monkeypatch, request, key, panel, call, how, s
 # ---------------------------------------------------------------------------------------------
 # Faults
 
+class EachEpoch(train.Callback):
+    """Call ``fn(record)`` after every epoch, once its checkpoint is written."""
+    order = 60  # after train.Checkpoint
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_epoch_end(self, run):
+        self.fn(run.record)
+
+
 class Signal(train.Callback):
     """Send this process a real SIGINT after a given batch of a given epoch (Ctrl-C, or the kernel's ■)."""
 
     def __init__(self, epoch, batch):
         self.epoch, self.batch = epoch, batch
 
-    def on_batch_end(self, step):
-        if (step.epoch, step.batch) == (self.epoch, self.batch):
+    def on_batch_end(self, run):
+        if (run.epoch + 1, run.batch) == (self.epoch, self.batch):
             signal.raise_signal(signal.SIGINT)
 
 
@@ -758,7 +738,7 @@ def interrupted(fmnist, tmp_path_factory):
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         run = tiny_run(fmnist)
-        history = run.fit(progress=False, checkpoint=folder / "run.pt", callbacks=[Signal(2, 2)], verbose=False)
+        history = run.fit(quiet(train.Checkpoint(folder / "run.pt"), Signal(2, 2)))
     finally:
         signal.signal(signal.SIGINT, previous)
     return folder, run, history
@@ -790,7 +770,7 @@ def test_fault_interrupt_keeps_model_history_and_checkpoint(interrupted, request
 def test_fault_resume_equals_an_uninterrupted_run(interrupted, straight, fmnist, request):
     folder, _, _ = interrupted
     resumed = tiny_run(fmnist)
-    history = resumed.fit(progress=False, checkpoint=folder / "run.pt", resume=True, verbose=False)
+    history = resumed.fit(quiet(train.Checkpoint(folder / "run.pt", resume=True, verbose=False)))
     same = numbers(history) == straight[0] and same_weights(weights(resumed.net), straight[1])
     assert same
     fault(request, "resume", "library", "fit(resume=True)",
@@ -807,7 +787,7 @@ def test_fault_diverging_run_stops_and_keeps_the_last_good_weights(fmnist, reque
     for seed in range(3):  # lr 10 diverges to NaN on every seed tried here; a net whose ReLUs die instead
         run = presets.build_run(presets.Preset(**DIVERGE, seed=seed), data=fmnist)  # would not: try another
         start = weights(run.net)
-        history = run.fit(progress=False, verbose=False)
+        history = run.fit(quiet())
         assert finite(run.net)
         if history.stopped:
             break
@@ -860,7 +840,7 @@ def test_fault_download_broken_half_way_then_retry(tmp_path, request):
     message = str(info.value)
     assert "the download stopped after 2,574 of 5,148 bytes" in message
     one_sentence(message)
-    assert data.md5sum(path) == data.FILES["test-labels"][1] and server.replies == 2
+    assert data.check_file(path, "test-labels") == path and server.replies == 2
     assert [p.name for p in target.iterdir()] == ["t10k-labels-idx1-ubyte.gz"]
     fault(request, "download-broken", "library", "find", message + " Then a retry downloads the whole file.",
           lost=len(left), clean=[(tmp_path, "<tmp>")])
@@ -880,21 +860,21 @@ def test_fault_no_network_names_the_files_and_the_folder(tmp_path, request):
 
 
 def _oom_at(monkeypatch, n):
-    """Make the n-th forward pass (train.autocast) raise torch.OutOfMemoryError, as a too-big batch on a GPU does."""
-    calls, real = [0], train.autocast
+    """Make the n-th forward pass (runtime.autocast) raise torch.OutOfMemoryError, as a too-big batch on a GPU does."""
+    calls, real = [0], runtime.autocast
 
     def autocast(device, enabled):
         calls[0] += 1
         if calls[0] == n:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real(device, enabled)
-    monkeypatch.setattr(train, "autocast", autocast)
+    monkeypatch.setattr(runtime, "autocast", autocast)
 
 
 def test_fault_out_of_memory_becomes_advice(fmnist, tmp_path, monkeypatch, request):
     run = tiny_run(fmnist)
     _oom_at(monkeypatch, 4 + 1 + 3)  # epoch 1 (4 batches), its evaluation, then batch 3 of epoch 2
-    history = run.fit(progress=False, checkpoint=tmp_path / "run.pt", verbose=False)
+    history = run.fit(quiet(train.Checkpoint(tmp_path / "run.pt")))
     assert history.stopped
     assert history.reason.startswith("out of memory on cpu in epoch 2, batch 3/4 (a batch of 64 images of 28×28 px); "
                                      "use a smaller batch size or image size and train again")
@@ -940,8 +920,8 @@ def test_fault_full_disk_keeps_the_previous_checkpoint(fmnist, tmp_path, monkeyp
     run = tiny_run(fmnist)
     _fail_save(monkeypatch, 2, torch_style=key == "disk-full-torch")
     kept = {}
-    history = run.fit(progress=False, checkpoint=ckpt, verbose=False,
-                      callbacks=[lambda record, h: kept.setdefault(record["epoch"], ckpt.read_bytes())])
+    history = run.fit(quiet(EachEpoch(lambda record: kept.setdefault(record["epoch"], ckpt.read_bytes())),
+                            train.Checkpoint(ckpt)))
     assert history.stopped and len(history) == 2 and history.completed_epochs == 2
     assert f"checkpoint {str(ckpt)!r} could not be written (" in history.reason
     assert "the previous checkpoint there is unchanged; free some disk space or choose another path" in history.reason
@@ -983,14 +963,14 @@ def test_a_really_full_disk(fmnist, tmp_path):
         ckpt = disk / "run.pt"
         kept = {}
 
-        def fill(record, history):
+        def fill(record):
             kept[record["epoch"]] = ckpt.read_bytes()
             with open(disk / "filler", "wb", buffering=0) as f:
                 with pytest.raises(OSError):
                     while True:
                         f.write(bytes(4096))
 
-        history = tiny_run(fmnist, num_epochs=3).fit(progress=False, checkpoint=ckpt, callbacks=[fill], verbose=False)
+        history = tiny_run(fmnist, num_epochs=3).fit(quiet(EachEpoch(fill), train.Checkpoint(ckpt)))
         assert history.stopped and "could not be written" in history.reason
         assert ckpt.read_bytes() == kept[1] and not (disk / "run.pt.tmp").exists()
     finally:

@@ -1,11 +1,11 @@
-"""Shape tracing: the formula, the tables, MACs, receptive field, the smallest valid input."""
+"""Shape tracing: the formula, the tables, MACs, receptive field, the smallest valid input, inputs that do not fit."""
 import random
 
 import pytest
 import torch
 from torch import nn
 
-from nin_lib import models, shapes
+from nin_lib import checks, models, shapes
 
 
 def test_formula_against_real_layers():
@@ -51,11 +51,13 @@ def test_min_input_size_of_seed_net():
     net(torch.zeros(1, 1, 67, 67))  # really runs
     with pytest.raises(RuntimeError):
         net(torch.zeros(1, 1, 66, 66))  # and PyTorch agrees that 66 fails
-    with pytest.raises(shapes.InputTooSmallError) as info:
-        shapes.check_input_size(net, 66)
-    assert isinstance(info.value, ValueError)
-    assert str(info.value) == ("a 66×66 input is too small for this net: layer 5 (MaxPool2d 3×3/2) gets a 2×2 map "
-                               "and would produce 0×0; the smallest input it accepts is 67×67.")
+    with pytest.raises(shapes.InputSizeError) as info:
+        shapes.trace(net, 66)
+    assert isinstance(info.value, checks.Refusal)
+    message = str(info.value)
+    assert "a 66×66 input is too small" in message and "layer 5 (MaxPool2d 3×3/2) gets a 2×2 map" in message
+    assert "the smallest input it accepts is 67×67." in message
+    assert shapes.trace(net, 67)[7].output_shape == (1, 10, 1, 1)  # the last block gets a 1×1 map
 
 
 @pytest.mark.parametrize("net, size", [
@@ -69,14 +71,33 @@ def test_min_input_size_is_tight_for_variants(net, size):
         net(torch.zeros(1, 1, m - 1, m - 1))
 
 
-def test_fc_head_size_mismatch_is_named():
-    with pytest.raises(shapes.InputTooSmallError, match=r"layer 7 \(Linear 9600→4096\) expects 9,600 features"):
-        shapes.check_input_size(models.nin_fc_head(), 100)
-    with pytest.raises(shapes.InputTooSmallError, match=r"does not fit .* accepts only inputs from 195×195 to 226×226"):
-        shapes.check_input_size(models.nin_fc_head(), 227)
-    net = models.nin_fc_head(hidden=8)
+@pytest.mark.parametrize("size, says", [(100, "a 100×100 input is too small"), (227, "a 227×227 input is too large"),
+                                         ((100, 300), "a 100×300 input does not fit")])
+def test_fc_head_accepts_only_a_band_and_says_too_small_or_too_large(size, says):
+    net = models.nin(head="fc", hidden=8)
+    with pytest.raises(shapes.InputSizeError) as info:
+        shapes.check_input_size(net, size)
+    assert says in str(info.value) and "layer 7 (Linear 9600→8) expects 9,600 features" in str(info.value)
+    assert "it accepts only inputs from 195×195 to 226×226" in str(info.value)
     net(torch.zeros(1, 1, 226, 226))  # the band's ends really run
     net(torch.zeros(1, 1, 195, 195))
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 224, 224), torch.Size([8, 3, 96, 96])])
+def test_an_input_with_other_channels_names_both_counts(shape):
+    net = models.nin()
+    with pytest.raises(RuntimeError):
+        net(torch.zeros(1, 3, 96, 96))  # PyTorch's own error, which the sentence replaces
+    with pytest.raises(shapes.InputSizeError) as info:
+        shapes.check_input_size(net, shape)
+    assert "a 3-channel input" in str(info.value) and "takes 1-channel images" in str(info.value)
+    assert "in_channels=3" in str(info.value)
+
+
+def test_layers_whose_channels_do_not_chain_are_named():
+    net = nn.Sequential(models.nin_block(1, 96, 11, 4, 0), models.nin_block(64, 10, 3, 1, 1))
+    with pytest.raises(checks.Refusal, match=r"layer 1\.0 \(Conv2d 3×3/1, 64→10\) takes 64 channels but gets 96"):
+        shapes.trace(net, 224)
 
 
 def test_trace_table():
@@ -114,7 +135,7 @@ def test_cost_numbers():
     assert c["train_bytes"] > c["predict_bytes"] > c["weights_bytes"] == 4 * 1_992_166
 
 
-@pytest.mark.parametrize("bad", [0, -5, 2.5, "224"])
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "224", True])
 def test_bad_input_size(bad):
-    with pytest.raises(ValueError, match="is not allowed; use a whole number of pixels"):
+    with pytest.raises(checks.Refusal, match=f"input size {bad!r} is not allowed; use a whole number of pixels"):
         shapes.trace(models.nin(), bad)

@@ -1,37 +1,35 @@
-"""The benchmarks' engine (lesson 05): the d2l-style input pipeline and loop against nin_lib's ``fit``, same recipe.
+"""The d2l-style input pipeline and loop against nin_lib's ``fit``, same recipe (lesson 05's speed figures).
 
-    python -m nin_lib bench pipeline --steps 20 --device cpu --json out.json
-    python -m nin_lib bench preset --preset improved --seeds 0 1 2 --device cuda --json out.json
-    python -m nin_lib bench --steps 20                   (the mode defaults to pipeline)
-
-It is part of the package, so it runs wherever nin_lib is installed; the scripts under ``benchmarks/``
-call it and record what it measures.
+    python benchmarks/bench.py pipeline --steps 20 --device cpu --json out.json
+    python benchmarks/bench.py preset --preset improved --seeds 0 1 2 --device cuda --json out.json
+    python benchmarks/bench.py --steps 20                   (the mode defaults to pipeline)
 
 pipeline: in one process on one machine, time end to end (data loading included) the seed's way
     (torchvision FashionMNIST + Resize(224) + ToTensor + DataLoader with 4 workers, fp32, plain SGD
     loop as d2l's train_ch6, which reads the loss and accuracy of every batch) against ``fit`` on the
     same recipe (the seed's net, Xavier init, SGD lr 0.1, batch 128, 224 px; data on the device,
-    resized there; bf16 autocast and channels_last on CUDA). ``--steps N`` trains N batches each
-    (so it fits a short GPU session); without it, ``--epochs`` full epochs with test accuracy.
-    Prints images/s for both and the ratio.
+    resized there; bf16 autocast and channels_last on CUDA) and against the chapter's own cells served by
+    ``nin_lib.d2l``. ``--steps N`` trains N batches each (so it fits a short GPU session); without it,
+    ``--epochs`` full epochs with test accuracy. Prints images/s for each and the ratios.
 preset: train a named preset (``d2l``, ``improved``, ``quick``) for its full epochs over several
     seeds with ``fit``, and report the time and the test accuracy (mean and spread).
 grid: one preset with several sets of overrides (tuning; a JSON list of dicts).
 profile: torch.profiler over a few training steps of a preset: which kernels take the time.
+Bad arguments: exit status 2 and one sentence.
 """
-import argparse
 import io
 import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import checks, d2l, data, models, presets, runtime, train, viz
-from .runtime import machine, sync as _sync
+from nin_lib import checks, cli, d2l, data, models, presets, runtime, train, viz
+from nin_lib.runtime import machine, sync as _sync
 
 
 def _warm_device(device):
@@ -126,10 +124,10 @@ class _SteadyTimer(train.Callback):
         self.device, self.warmup = device, warmup
         self.start, self.images = None, 0
 
-    def on_batch_end(self, step):
-        if step.global_step == self.warmup:
+    def on_batch_end(self, run):
+        if run.global_step == self.warmup:
             _sync(self.device)
-            self.start, self.images = time.perf_counter(), step.images
+            self.start, self.images = time.perf_counter(), run.images
 
 
 def nin_fit(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1, warmup=10, seed=0,
@@ -142,11 +140,12 @@ def nin_fit(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1,
     preset = presets.get_preset("d2l", batch_size=batch_size, resize=resize, lr=lr, seed=seed,
                                 num_epochs=epochs if steps is None else 1, compile=compile)
     if steps is not None:
-        preset = preset.with_overrides(num_epochs=max(1, math.ceil(steps / math.ceil(60000 / batch_size))))
+        batches = math.ceil(len(fmnist.train_labels) / batch_size)
+        preset = preset.with_overrides(num_epochs=max(1, math.ceil(steps / batches)))
     run = presets.build_run(preset, data=fmnist, device=device)
     timer = _SteadyTimer(device, warmup)
-    history = run.fit(progress=False, max_steps=steps, callbacks=[timer], verbose=False,
-                      **({"test_iter": None} if steps is not None else {}))
+    callbacks = [train.ProgressBar(False), timer] + ([train.MaxSteps(steps)] if steps is not None else [])
+    history = run.fit(callbacks=callbacks, **({"test_iter": None} if steps is not None else {}))
     _sync(device)
     end = time.perf_counter()
     images = sum(e["images"] for e in history.epochs)
@@ -163,48 +162,25 @@ def nin_fit(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1,
     return result
 
 
-def bench_ch6(num_steps=None, *, device=None, batch_size=128, resize=224, lr=0.1, num_epochs=10, seed=0,
-              test_subset=None):
-    """Time the book's path on the seed's recipe (lesson 00): the chapter's
-    ``load_data_fashion_mnist(128, resize=224)`` then ``train_ch6(net, ..., 10, 0.1, device)``.
-
-    The net is ``models.nin()`` (the chapter's net, module for module); nothing is cut (no fast mode,
-    no CPU sizing) and no plot is shown. ``num_steps`` stops after that many batches (None: all
-    ``num_epochs`` epochs); ``device`` None means ``try_gpu()``, as in the chapter. Returns a dict: seconds (wall, reading the data files included),
-    load_seconds, train_seconds, images, images_per_s (the closing line's number), epochs, loss,
-    train_acc, test_acc, device and the printed lines. ``test_subset`` evaluates on that many test images only.
-    """
+def book_path(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1, warmup=10, seed=0):
+    """Time the chapter's own cells served by ``nin_lib.d2l`` (lesson 00's path) end to end, reading the data
+    files included: ``load_data_fashion_mnist(128, resize=224)`` then ``train_ch6(net, ..., lr, device)``."""
     runtime.seed_everything(seed)
-    device = d2l.try_gpu() if device is None else runtime.pick_device(device)
+    _warm_device(device)
     start = time.perf_counter()
     train_iter, test_iter = d2l.load_data_fashion_mnist(batch_size, resize=resize)
-    if test_subset is not None:  # a short timing run need not wait for a full test pass
-        test_iter = test_iter.subset(test_subset)
-    load_seconds = time.perf_counter() - start
-    if num_steps is not None:
-        num_epochs = math.ceil(num_steps / len(train_iter))
+    if steps is not None:  # fit skips the test pass in --steps mode; the book's train_ch6 always evaluates: one batch
+        test_iter = test_iter.subset(batch_size)
+        epochs = math.ceil(steps / len(train_iter))
     out = io.StringIO()
-    history = d2l.fit_ch6(models.nin(), train_iter, test_iter, num_epochs, lr, device, shrink=False,
-                      curves=viz.LiveCurves(show=False), max_steps=num_steps, file=out)
+    history = d2l.fit_ch6(models.nin(), train_iter, test_iter, epochs, lr, device, shrink=False,
+                          curves=viz.LiveCurves(show=False), max_steps=steps, file=out)
     seconds = time.perf_counter() - start
-    train_seconds = sum(e.get("train_seconds") or 0.0 for e in history.epochs)
     last = history.last or {}
-    return {"seconds": seconds, "load_seconds": load_seconds, "train_seconds": train_seconds, "images": history.images,
-            "images_per_s": history.images_per_s, "epochs": len(history), "loss": last.get("loss"),
-            "train_acc": last.get("train_acc"), "test_acc": history.final_test_acc,
-            "device": runtime.describe_device(device), "lines": out.getvalue().splitlines()}
-
-
-def book_path(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1, warmup=10, seed=0):
-    """Time the chapter's own cells served by ``nin_lib.d2l`` (lesson 00's path) on the same recipe."""
-    _warm_device(device)
-    # in --steps mode fit skips the test pass; the book's train_ch6 always evaluates, so give it one batch
-    r = bench_ch6(steps, device=str(device), batch_size=batch_size, resize=resize, lr=lr,
-                      num_epochs=epochs, seed=seed, test_subset=batch_size if steps is not None else None)
-    return {"name": "nin_lib.d2l", "seconds": r["seconds"], "images": r["images"],
-            "images_per_s": r["images"] / r["seconds"], "train_images_per_s": r["images_per_s"],
-            "train_loss": r["loss"], "train_acc": r["train_acc"], "test_acc": r["test_acc"],
-            "lines": r["lines"]}
+    return {"name": "nin_lib.d2l", "seconds": seconds, "images": history.images,
+            "images_per_s": history.images / seconds, "train_images_per_s": history.images_per_s,
+            "train_loss": last.get("loss"), "train_acc": last.get("train_acc"), "test_acc": history.final_test_acc,
+            "lines": out.getvalue().splitlines()}
 
 
 def pipeline(args, device):
@@ -255,7 +231,7 @@ def _timed_run(preset, fmnist, device):
     """Build and train one preset run; its history and wall seconds (building the run included)."""
     _warm_device(device)
     start = time.perf_counter()
-    history = presets.build_run(preset, data=fmnist, device=device).fit(progress=False, verbose=False)
+    history = presets.build_run(preset, data=fmnist, device=device).fit(callbacks=[train.ProgressBar(False)])
     _sync(device)
     return history, time.perf_counter() - start
 
@@ -317,10 +293,10 @@ def profile_run(args, device):
 
     fmnist = data.load_fashion_mnist()
     run = presets.build_run(args.preset, data=fmnist, device=device, seed=args.seed)
-    run.fit(progress=False, verbose=False, max_steps=args.warmup, test_iter=None)  # autotuning, caches
+    run.fit(callbacks=[train.ProgressBar(False), train.MaxSteps(args.warmup)], test_iter=None)  # autotuning, caches
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        run.fit(progress=False, verbose=False, max_steps=args.steps, test_iter=None)
+        run.fit(callbacks=[train.ProgressBar(False), train.MaxSteps(args.steps)], test_iter=None)
         _sync(device)
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=key, row_limit=args.rows, max_name_column_width=60)
@@ -344,11 +320,10 @@ _positive = checks.whole_number_text(1)
 _nonneg = checks.whole_number_text(0)
 
 
-def build_parser(parser_class=argparse.ArgumentParser):
-    """The bench command line (``python -m nin_lib bench``); ``parser_class`` is the command line's own parser."""
-    parser = parser_class(prog="python -m nin_lib bench", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="mode", parser_class=parser_class)
-    sub.required = True
+def build_parser():
+    """The benchmark's command line (bad arguments raise ``cli.UsageError``)."""
+    parser = cli.Parser(prog="benchmarks/bench.py", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="mode", parser_class=cli.Parser, required=True)
     p = sub.add_parser("pipeline", help="d2l-style pipeline against fit, same recipe")
     p.add_argument("--steps", type=_positive, default=None, help="training batches per side (default: full epochs)")
     p.add_argument("--epochs", type=_positive, default=1, help="full epochs per side when --steps is not given")
@@ -382,15 +357,15 @@ def build_parser(parser_class=argparse.ArgumentParser):
     return parser
 
 
-def main(argv, parser_class=argparse.ArgumentParser):
-    """Run the benchmark; returns the exit status (bad arguments raise the parser's usage error).
+def main(argv):
+    """Run the benchmark; returns the exit status.
 
     Without a mode, ``pipeline`` is meant: ``bench --steps 200`` is ``bench pipeline --steps 200``.
     """
     argv = list(argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "pipeline")
-    args = build_parser(parser_class).parse_args(argv)
+    args = build_parser().parse_args(argv)
     device = runtime.pick_device(args.device)
     _say(f"bench {args.mode} on {runtime.describe_device(device)}, torch {torch.__version__}")
     modes = {"pipeline": pipeline, "preset": preset_runs, "grid": grid_runs, "profile": profile_run}
@@ -406,3 +381,7 @@ def main(argv, parser_class=argparse.ArgumentParser):
         path.write_text(json.dumps(out, indent=2) + "\n")
         _say(f"wrote {path}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_script(main))
