@@ -100,3 +100,54 @@ def test_nbval_markers_are_tags_and_the_lesson_speaks_of_itself_only(path):
         texts = [source] + ["".join(o.get("text", "")) for o in cell.get("outputs", []) or []]
         for text in texts:
             assert not PROCESS_WORDS.search(text), f"{path.name}, cell {i}: {PROCESS_WORDS.search(text).group(0)!r}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Short: each lesson's prose within its budget (words of the markdown cells, the badge header excluded)
+
+LESSON_WORDS = 1300
+COLLECTION_WORDS = 9500
+
+
+def words(path):
+    return sum(len("".join(c["source"]).split()) for c in cells(path)
+               if c["cell_type"] == "markdown" and "nin-header" not in c.get("metadata", {}).get("tags", []))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_a_lesson_stays_within_its_prose_budget(path):
+    assert words(path) <= LESSON_WORDS, f"{path.name}: {words(path)} words of prose, over {LESSON_WORDS}"
+
+
+def test_the_collection_stays_within_its_prose_budget():
+    counts = {p.name: words(p) for p in NOTEBOOKS}
+    assert sum(counts.values()) <= COLLECTION_WORDS, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks the prose relies on print their verdict as "<claim>: True"; a stored verdict that says False is a defect
+
+VERDICT = re.compile(r":\s*(True|False)\s*$")
+
+
+def stored_verdicts(path):
+    """(cell, line) for every printed line of a committed lesson that ends in ': True' or ': False'."""
+    found = []
+    for i, cell in enumerate(cells(path)):
+        for output in cell.get("outputs", []) or []:
+            text = "".join(output.get("text", "")) if output.get("output_type") == "stream" else \
+                "".join(output.get("data", {}).get("text/plain", ""))
+            found += [(i, line) for line in text.splitlines() if VERDICT.search(line)]
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_stored_verdict_is_the_one_the_prose_states(path):
+    false = [f"cell {i}: {line}" for i, line in stored_verdicts(path) if line.rstrip().endswith("False")]
+    assert not false, f"{path.name} prints a check that failed:\n" + "\n".join(false)
+
+
+def test_the_dead_class_bound_of_lesson_05_holds_in_the_stored_run():
+    """Lesson 05's Answer 1: the test images of classes never predicted cannot be right, printed from counts."""
+    lines = [line for _, line in stored_verdicts(ROOT / "notebooks" / "05_training.ipynb") if "at most" in line]
+    assert lines and all(line.rstrip().endswith("True") for line in lines), lines
