@@ -3,6 +3,7 @@
 #   TORCH=auto|cpu|cuda|default   which torch wheels go into .venv (tools/torch_choice.py; auto by default)
 #   LAB_ARGS="--no-browser --port 8899"   more JupyterLab arguments for make lab
 #   SETUP=                        skip the set-up step and use the .venv (or VENV=...) that is there
+#   make handout DIR=handout      student copies of the lessons (no answers, no exercise outputs); FORCE=1 overwrites
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,6 +11,7 @@ TORCH  ?= auto
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 SETUP  ?= setup
 LAB_ARGS ?=
+DIR    ?= handout
 # JupyterLab refuses to run as root (Docker, cloud shells) unless told to.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
@@ -23,7 +25,7 @@ PANEL_TESTS := tests/test_panel.py tests/test_lesson_tools_01_02.py tests/test_l
                tests/test_experiments.py
 PANEL_SELECT := panel and not importing
 
-.PHONY: lab test setup clean
+.PHONY: lab test setup handout clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	torch_args="$$($(PYTHON) tools/torch_choice.py --torch '$(TORCH)' --index '$(TORCH_INDEX)')" && \
@@ -42,6 +44,9 @@ $(IPYWIDGETS7)/.installed: | $(SETUP)
 
 lab: $(SETUP)
 	$(strip $(BIN)/python -m jupyterlab $(ALLOW_ROOT) $(LAB_ARGS) notebooks)
+
+handout: $(SETUP)
+	$(BIN)/python -m nin_lib handout $(DIR) $(if $(FORCE),--force)
 
 # NIN_FAST=1 shrinks data and epochs so every notebook runs in seconds on a CPU.
 test: $(SETUP) $(IPYWIDGETS7)/.installed

@@ -13,7 +13,8 @@ imports only modules above it (``LAYERS``), never one below:
                   experiments, verdicts   the chapter's claims as seeded experiments, and what a grid says
     views         viz, widgets            plots, and the ipywidgets panels over them
     book facades  book, d2l_en, d2l       the book's names (both editions) on nin_lib
-    command line  cli        python -m nin_lib trace | train | records
+    exercises     exercises  the checks of the lessons' write-it-yourself exercises (lessons 01-05)
+    command line  cli        python -m nin_lib trace | train | records | handout
 
 Importing the package does nothing by itself: no seeding, no device probing, no thread setting, no
 downloads and no ipywidgets import. Submodules load on first use, e.g. ``nin_lib.models`` or
@@ -24,7 +25,7 @@ import importlib
 __version__ = "0.2.0"
 
 LAYERS = ("checks", "runtime", "data", "models", "shapes", "resources", "train", "presets", "records", "experiments",
-          "verdicts", "viz", "widgets", "book", "d2l_en", "d2l", "cli")
+          "verdicts", "viz", "widgets", "book", "d2l_en", "d2l", "exercises", "cli")
 __all__ = list(LAYERS)
 
 

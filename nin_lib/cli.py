@@ -1,6 +1,8 @@
-"""``python -m nin_lib trace | train | records list``: a bad value (a ``checks.Refusal``) is one sentence on stderr
-and exit status 2; any other exception is a bug, shown with its traceback. ``benchmarks/`` reuse ``run_script``."""
+"""``python -m nin_lib trace | train | records list | handout``: a bad value (a ``checks.Refusal``) is one sentence
+on stderr and exit status 2; any other exception is a bug, shown with its traceback. ``benchmarks/`` reuse
+``run_script``."""
 import argparse
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -90,10 +92,59 @@ def cmd_records(args):
     return 0
 
 
+# handout: the lessons beside the package, and a <details> block holding an answer (with the blank lines before it)
+LESSONS = Path(__file__).resolve().parent.parent / "notebooks"
+ANSWER = re.compile(r"\s*<details[^>]*>\s*<summary[^>]*>\s*(?:Answer|Worked answer).*?</details>", re.S | re.I)
+
+
+def student_copy(notebook):
+    """Remove a lesson's answers and clear its exercise cells' outputs (``handout``); returns how many of each."""
+    answers, exercises, cells = 0, 0, []
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "answer" in tags:  # a cell that works an answer out: the answer itself
+            answers += 1
+            continue
+        if cell.cell_type == "markdown" and ANSWER.search(cell.source):
+            answers += len(ANSWER.findall(cell.source))
+            cell.source = ANSWER.sub("", cell.source).strip("\n")
+            if not cell.source.strip():
+                continue  # the cell held answers only
+        elif cell.cell_type == "code" and "exercise" in tags:
+            cell.outputs, cell.execution_count, exercises = [], None, exercises + 1
+            cell.metadata.tags = [tag for tag in tags if tag != "nbval-check-output"]  # nothing stored to check
+        cells.append(cell)
+    notebook.cells = cells
+    return answers, exercises
+
+
+def cmd_handout(args):
+    """Student copies of the lessons for a class: no answers, no stored outputs of the exercise cells."""
+    import nbformat
+    source, out = Path(args.lessons), Path(args.dir)
+    lessons = sorted(source.glob("*.ipynb"))
+    if not lessons:
+        raise UsageError(f"--lessons {source} holds no notebooks; name the folder of the lessons' .ipynb files.")
+    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
+        raise UsageError(f"DIR {out} is inside the lessons folder {source}; write the copies outside it.")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"DIR {out} is a file; name a new or empty folder for the copies.")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise UsageError(f"DIR {out} is not empty; name a new or empty folder, or pass --force to overwrite it.")
+    out.mkdir(parents=True, exist_ok=True)
+    for path in lessons:
+        notebook = nbformat.read(path, as_version=4)
+        answers, exercises = student_copy(notebook)
+        nbformat.write(notebook, out / path.name)
+        print(f"{out / path.name}: {answers} answer(s) removed, outputs of {exercises} exercise cell(s) cleared")
+    print(f"wrote {len(lessons)} student copies to {out}")
+    return 0
+
+
 def build_parser():
-    """The parser of ``python -m nin_lib``: its three commands and their options."""
+    """The parser of ``python -m nin_lib``: its four commands and their options."""
     whole, number = checks.whole_number_text(), checks.number_text
-    parser = Parser(prog="python -m nin_lib", description="NiN lessons: trace, train and list records from the shell.")
+    parser = Parser(prog="python -m nin_lib", description="NiN lessons: trace, train, records and student copies.")
     sub = parser.add_subparsers(dest="command", parser_class=Parser, required=True)
     p = sub.add_parser("trace", help="print a net's layer-by-layer output shapes (the seed's table)")
     p.add_argument("--model", default="d2l", choices=list(MODELS), help="which net (default: d2l, the seed's)")
@@ -124,6 +175,10 @@ def build_parser():
     actions = p.add_subparsers(dest="action", parser_class=Parser, required=True)
     listing = actions.add_parser("list", help="the records found, and whether each run's weights check out")
     listing.add_argument("--dir", help="list this folder only (default: NIN_RECORDS_DIR, then the package's)")
+    p = sub.add_parser("handout", help="write student copies of the lessons: no answers, no exercise outputs")
+    p.add_argument("dir", metavar="DIR", help="folder for the copies (new or empty, outside the lessons folder)")
+    p.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
+    p.add_argument("--lessons", default=str(LESSONS), help="folder of the lessons to copy (default: notebooks/)")
     return parser
 
 
@@ -139,7 +194,7 @@ def run_script(main_function, argv=None):
 def _main(argv):
     args = build_parser().parse_args(argv)
     args.argv = argv
-    return {"trace": cmd_trace, "train": cmd_train, "records": cmd_records}[args.command](args)
+    return {"trace": cmd_trace, "train": cmd_train, "records": cmd_records, "handout": cmd_handout}[args.command](args)
 
 
 def main(argv=None):
