@@ -735,10 +735,11 @@ def fit(net, train_iter, test_iter=None, *, num_epochs, lr=None, optimizer=None,
         raise checks.refuse("give fit either lr (plain SGD, as in the book) or an optimizer, not both and not neither")
     device = _device_of(net) if device is None else runtime.pick_device(device)
     net.to(device)
-    optimizer = optimizer or torch.optim.SGD(net.parameters(), lr=checks.learning_rate(lr))
+    if optimizer is None:
+        optimizer = torch.optim.SGD(net.parameters(), lr=checks.learning_rate(lr))
     num_batches = len(train_iter) if hasattr(train_iter, "__len__") else None
-    run = Training(net, optimizer, loss or nn.CrossEntropyLoss(), device, num_epochs, num_batches,
-                   _with_standard(callbacks))
+    loss = loss if loss is not None else nn.CrossEntropyLoss()
+    run = Training(net, optimizer, loss, device, num_epochs, num_batches, _with_standard(callbacks))
     try:
         run.emit("on_train_begin")
         run.history.meta.update(device=runtime.describe_device(device), amp=run.amp, channels_last=run.channels_last,

@@ -1,6 +1,7 @@
 """Plots for the lessons (viz): each function takes data and returns a labelled matplotlib figure; no ipywidgets."""
 import io
 import sys
+import textwrap
 import threading
 import time
 
@@ -16,6 +17,7 @@ LAYER_COLORS = {"k×k conv": "#4C72B0", "1×1 conv": "#55A868", "fully connected
                 "pooling": "#8172B2", "other": "#BBBBBB"}  # one colour per kind of layer (block drawing, bars)
 CURVE_STYLES = ("-", "--", "-.", ":")  # the line styles and colours of curves, one per curve in order
 CURVE_COLORS = ("#1f77b4", "#9467bd", "#2ca02c", "#d62728")
+SEED_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860")  # seed_spread's groups, in order
 
 
 def _figure(figsize, *grid, title=None, **subplots):
@@ -61,7 +63,7 @@ def _names(class_names, n):
     return class_names
 
 
-# Lessons 01-02: feature maps, block drawings, per-layer parameter bars
+# Lessons 01-02: feature maps, block drawings, where the parameters are
 def feature_maps(maps, titles=None, title="feature maps", ncols=None, cmap=None, cbar_label="activation (a.u.)",
                  mark=None, size=2.6):
     """2-D maps side by side with colour bars, a signed map centred on 0, ``mark=(row, col)`` outlined (lesson 01)."""
@@ -136,28 +138,34 @@ def draw_vgg_vs_nin():
     return fig
 
 
-def parameter_bars(panels, title="parameters per layer", xmax=None):
-    """Parameters per layer as log bars, one panel per net: {title: shapes.layer_parameters rows} (lesson 02)."""
-    if not panels:
-        raise checks.refuse("parameter_bars needs at least one panel of rows")
-    most = max(len(rows) for rows in panels.values())
-    fig, axes = _figure((6.2 * len(panels), 0.34 * most + 1.8), 1, len(panels), title=title, squeeze=False, sharex=True)
-    largest = max(r[2] for rows in panels.values() for r in rows)
-    for ax, (name, rows) in zip(axes[0], panels.items()):
-        ys = np.arange(len(rows))
-        bars = ax.barh(ys, [r[2] for r in rows], color=[LAYER_COLORS[_layer_kind(r[1])] for r in rows],
-                       edgecolor="#333333")
-        for bar, r, y in zip(bars, rows, ys):
-            if len(r) > 3 and r[3] == "head":
-                bar.set_hatch("//")
-            ax.text(r[2] * 1.15, y, f"{r[2]:,}", va="center", fontsize=8)
-        ax.set_yticks(ys, [f"{r[0]}  {r[1]}" for r in rows], fontsize=8)
-        ax.set(ylim=(most - 0.5, -0.5), xscale="log", xlim=(10, xmax or largest * 40))
-        _label(ax, "parameters (count, log scale)", "layer (path in the net, forward order)",
-               f"{name}: {sum(r[2] for r in rows):,} parameters", grid="x")
+def parameter_shares(nets, title="parameters of each net", mark=None):
+    """{label: nin_parameter_breakdown} as stacked bars of layers, in millions and in %; ``mark``: bold (lesson 02)."""
+    if not nets:
+        raise checks.refuse("parameter_shares needs at least one net's parameter breakdown")
+    fig, axes = _figure((12.4, 1.0 + 0.95 * len(nets)), 1, 2, title=title, sharey=True)
+    for ax, share in zip(axes, (False, True)):
+        for y, b in enumerate(nets.values()):
+            sizes = np.array([100 * n / b["total"] if share else n / 1e6 for _, _, n, _ in b["rows"]])
+            lefts = np.cumsum(sizes) - sizes
+            bars = ax.barh(y, sizes, left=lefts, color=[LAYER_COLORS[_layer_kind(r[1])] for r in b["rows"]],
+                           edgecolor="#333333", linewidth=0.5)
+            for bar, left, size, (_, name, n, part) in zip(bars, lefts, sizes, b["rows"]):
+                if part == "head":
+                    bar.set_hatch("//")
+                if share and 4 * n >= b["total"]:  # name the layers holding at least 25 % (room for the name)
+                    ax.text(left + size / 2, y, f"{name}\n{n / b['total']:.0%}", ha="center", va="center",
+                            fontsize=8, bbox=dict(facecolor="white", alpha=0.8, edgecolor="none", pad=1))
+            if not share:
+                ax.text(sizes.sum(), y, f" {b['total']:,}", va="center", fontsize=8)
+        ax.set(xlim=(0, 100 if share else 1.25 * max(b["total"] for b in nets.values()) / 1e6),
+               xlabel="share of the net's parameters (%)" if share else "parameters (millions, linear scale)")
+    axes[0].set_yticks(range(len(nets)), list(nets))
+    for label in axes[0].get_yticklabels():
+        label.set_fontweight("bold" if label.get_text() == mark else "normal")
+    axes[0].invert_yaxis()
     handles = [mpatches.Patch(facecolor=LAYER_COLORS[k], edgecolor="#333333", label=k)
                for k in ("k×k conv", "1×1 conv", "fully connected")]
-    handles.append(mpatches.Patch(facecolor="white", edgecolor="#333333", hatch="//", label="head (after the trunk)"))
+    handles.append(mpatches.Patch(facecolor="white", edgecolor="#333333", hatch="//", label="head"))
     fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False)
     return fig
 
@@ -314,35 +322,69 @@ def misclassified_grid(images, labels, preds, class_names=None, max_images=16, n
     return fig
 
 
+def _offsets(n):
+    """Where ``n`` points of one group sit beside its centre, so that equal values stay apart (lesson 06)."""
+    return np.linspace(-0.18, 0.18, n) if n > 1 else np.zeros(1)
+
+
+def _seed_group(ax, x, values, color):
+    """One group of ``seed_spread`` at ``x``: each seed a point, the mean a bar, ± 1 standard deviation (lesson 06)."""
+    v = np.asarray([value for value in values if value is not None], dtype=float)
+    if v.size == 0:
+        return
+    mean, std = v.mean(), (v.std(ddof=1) if v.size > 1 else 0.0)
+    ax.bar(x, mean, width=0.6, color=color, alpha=0.25, edgecolor=color)
+    ax.errorbar(x, mean, yerr=std, color="#222222", capsize=6, lw=1.5, zorder=3)
+    ax.scatter(x + _offsets(v.size), v, color=color, edgecolor="#222222", s=30, zorder=4)
+    ax.annotate(f"{mean:.3f}±{std:.3f}", (x, max(v.max(), mean + std)), xytext=(0, 5), textcoords="offset points",
+                ha="center", va="bottom", fontsize=8,
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8), zorder=5)
+
+
+def _chance(ax, chance, right):
+    """A dashed line at the ``chance`` level (0.1: a guess among ten classes), labelled at x = ``right``."""
+    ax.axhline(chance, ls="--", color="#888888", lw=1)
+    ax.text(right, chance, "chance", ha="right", va="bottom", fontsize=8, color="#666666")
+
+
 def seed_spread(panels, title="results over seeds", ylabel="test accuracy (fraction)", chance=None, panel_width=None):
     """Every seed as a point, the mean as a bar, ± one standard deviation: {title: [(label, values)]} (lesson 06)."""
     if not panels or any(not groups for groups in panels.values()):
         raise checks.refuse("seed_spread needs at least one panel, each with at least one (label, values) group")
     width = panel_width or max(3.2, 1.15 * max(len(groups) for groups in panels.values()) + 1.2)
     fig, axes = _figure((width * len(panels), 3.9), 1, len(panels), squeeze=False)
-    colors = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860")
     for ax, (name, groups) in zip(axes[0], panels.items()):
         label_y = ylabel.get(name, "value") if isinstance(ylabel, dict) else ylabel
         for i, (label, values) in enumerate(groups):
-            v = np.asarray([x for x in values if x is not None], dtype=float)
-            if v.size == 0:
-                continue
-            mean, std = v.mean(), (v.std(ddof=1) if v.size > 1 else 0.0)
-            color = colors[i % len(colors)]
-            ax.bar(i, mean, width=0.6, color=color, alpha=0.25, edgecolor=color)
-            ax.errorbar(i, mean, yerr=std, color="#222222", capsize=6, lw=1.5, zorder=3)
-            offsets = np.linspace(-0.18, 0.18, v.size) if v.size > 1 else np.zeros(1)
-            ax.scatter(i + offsets, v, color=color, edgecolor="#222222", s=30, zorder=4)
-            ax.annotate(f"{mean:.3f}±{std:.3f}", (i, max(v.max(), mean + std)), xytext=(0, 5),
-                        textcoords="offset points", ha="center", va="bottom", fontsize=8,
-                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8), zorder=5)
+            _seed_group(ax, i, values, SEED_COLORS[i % len(SEED_COLORS)])
         if chance is not None and label_y.split(" (")[0].endswith("accuracy") and "−" not in label_y:
-            ax.axhline(chance, ls="--", color="#888888", lw=1)
-            ax.text(len(groups) - 0.5, chance, "chance", ha="right", va="bottom", fontsize=8, color="#666666")
+            _chance(ax, chance, len(groups) - 0.5)
         ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=8)
         ax.set(xlim=(-0.6, len(groups) - 0.4), ymargin=0.12)
         _label(ax, "configuration", label_y, name, grid="y")
     fig.suptitle(f"{title}\npoints: one per seed · bar: mean · whisker: ± 1 standard deviation", fontsize=10)
+    return fig
+
+
+def runs_beside_seeds(recorded, runs, title, recorded_label="recorded", runs_label="your runs", chance=0.1):
+    """Recorded seeds as ``seed_spread`` draws them; ``runs`` [(number, test accuracy)] as diamonds (lesson 06)."""
+    fig, ax = _figure((7.0, 4.6), 1, 1)
+    _seed_group(ax, 0, recorded, SEED_COLORS[0])
+    if runs:
+        xs = 1 + _offsets(len(runs))
+        ax.scatter(xs, [value for _, value in runs], marker="D", color=SEED_COLORS[1], edgecolor="#222222", s=42,
+                   zorder=4, label=runs_label)
+        for x, (number, value) in zip(xs, runs):
+            ax.annotate(f"#{number}", (x, value), xytext=(5, 0), textcoords="offset points", va="center", fontsize=8)
+    else:
+        ax.text(1, 0.5, "no run yet:\npress Train", ha="center", va="center", fontsize=9, color="#666666")
+    _chance(ax, chance, 1.55)
+    ax.set_xticks([0, 1], [recorded_label, runs_label], fontsize=8)
+    ax.set(xlim=(-0.6, 1.6), ylim=(0, 1.08))
+    _label(ax, "", "test accuracy (fraction)", grid="y")
+    lines = [textwrap.fill(line, 100) for line in title.split("\n")]
+    fig.suptitle("\n".join(lines + ["●: a recorded seed · bar: their mean ± 1 standard deviation · "
+                                    "◆: your run (# as in the table)"]), fontsize=9)
     return fig
 
 

@@ -86,28 +86,32 @@ def conv_cost_panel(in_channels=96, out_channels=96, kernel_size=1, input_size=5
 
 
 def nin_params_panel(head="gap", num_1x1=2, width=1.0, hidden=4096):
-    """The head (GAP or FC), 1×1 convs, width and FC size: the parameter counts and per-layer bars (lesson 02)."""
-    def view(head, num_1x1, width, hidden):  # a summary table and per-layer bars beside the seed's NiN
-        seed = shapes.nin_parameter_breakdown("gap")
-        mine = shapes.nin_parameter_breakdown(head, num_1x1=num_1x1, width=width, hidden=hidden)
-        name = (f"{'FC head' if head == 'fc' else 'GAP head'}, {num_1x1} × 1×1 conv per block, width {width:g}"
-                + (f", {hidden} hidden units" if head == "fc" else ""))
-        rows = [("your net", name),
-                ("parameters in total", f"{mine['total']:,}  ({mine['total'] / seed['total']:.2f} × the seed's NiN)"),
-                ("in the trunk (three NiN blocks)", f"{mine['trunk']:,}"),
-                ("in the head", f"{mine['head']:,}  ({mine['head'] / mine['total']:.0%} of the net)"),
-                ("the seed's NiN", f"{seed['total']:,}")]
-        fig = viz.parameter_bars({"the seed's NiN": seed["rows"], "your net": mine["rows"]},
-                                 title="parameters per layer, 224×224 input", xmax=1e10)
+    """Head, hidden units, 1×1 convs and width: NiN against the same trunk with an FC head, as shares (lesson 02)."""
+    def hidden_units(value):  # AlexNet's FC head has 4,096; the panel allows twice that
+        return checks.whole_number("hidden units", value, 1, 8192)
+
+    def view(head, hidden, num_1x1, width):  # the chosen net's counts, then both nets' stacked bars
+        gap_name, fc_name = "NiN (last NiN block + GAP)", f"same trunk + FC head ({hidden_units(hidden):,} hidden)"
+        nets = {gap_name: shapes.nin_parameter_breakdown("gap", num_1x1=num_1x1, width=width),
+                fc_name: shapes.nin_parameter_breakdown("fc", num_1x1=num_1x1, width=width, hidden=hidden)}
+        mine = fc_name if head == "fc" else gap_name
+        b, seed = nets[mine], shapes.nin_parameter_breakdown("gap")
+        rows = [("your net", mine),
+                ("parameters in total", f"{b['total']:,}  ({b['total'] / seed['total']:.2f} × the seed's NiN)"),
+                ("in the trunk (three NiN blocks)", f"{b['trunk']:,}"),
+                ("in the head", f"{b['head']:,}  ({b['head'] / b['total']:.0%} of the net)")]
+        fig = viz.parameter_shares(nets, mark=mine, title=f"{num_1x1} × 1×1 conv per block, width {width:g}, "
+                                                          "224×224 input (bold: your net)")
         return [HTML(_table(rows)), fig]
 
     controls = {
-        "head": W.ToggleButtons(options=[("GAP (NiN)", "gap"), ("FC (AlexNet-style)", "fc")], value=head,
-                                description="head", style=STYLE),
-        "num_1x1": _slider(num_1x1, 0, 4, "1×1 convs per block"),
-        "width": W.FloatSlider(value=width, min=0.25, max=2.0, step=0.25, description="width ×", style=STYLE),
-        "hidden": W.Dropdown(options=[256, 512, 1024, 2048, 4096], value=hidden, description="FC hidden units",
-                             style=STYLE)}
+        "head": W.ToggleButtons(options=[("GAP (NiN)", "gap"), ("FC (AlexNet-style)", "fc")],
+                                value=checks.choice("head", head, ("gap", "fc")), description="head", style=STYLE),
+        "hidden": W.IntText(value=hidden_units(hidden), description="FC hidden units", style=STYLE,
+                            layout=W.Layout(width="200px")),
+        "num_1x1": _slider(checks.whole_number("num_1x1", num_1x1, 0, 4), 0, 4, "1×1 convs per block"),
+        "width": W.FloatSlider(value=checks.number("width", width, 0.25, 2.0), min=0.25, max=2.0, step=0.25,
+                               description="width ×", style=STYLE)}
     return ResultPanel(controls, view, rows=[["head", "hidden"], ["num_1x1", "width"]])
 
 
@@ -339,25 +343,71 @@ class TrainingPanel(BackgroundRun):
         return self.live.figure
 
 
-# Lesson 06: a tiny live experiment, one run per click, every run kept in a table
+# Lesson 06: a tiny live experiment, one run per click, each run a dot beside the recorded grid's seeds
+RUN_ONLY = ("name", "description", "seed", "device", "amp", "channels_last", "compile", "threads", "eval_batch_size",
+            "subset", "test_subset")  # preset fields that say how a run is carried out, not what it trains
+NET_FIELDS = ("arch", "width", "head", "fc_hidden", "num_1x1", "mlp_kernel", "batch_norm", "dropout", "final_relu")
+
+
+def _value(value):
+    return f"{value:,}" if checks.is_whole(value) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def closest_recorded(results, values, test_size):
+    """The recorded configuration closest to the panel's ``values`` and how they differ: ('base', [...]) (lesson 06)."""
+    mine = {"train_size": values["train_size"], **experiments.live_preset(**values).to_dict(), "test_size": test_size}
+    theirs = {name: {**e["preset"], "train_size": e["train_size"], "test_size": e["test_size"]}
+              for name, e in results["configs"].items()}
+    differ = {name: [key for key in mine if key not in RUN_ONLY and t.get(key) != mine[key]]
+              for name, t in theirs.items()}
+    name = min(differ, key=lambda n: (sum(key in NET_FIELDS for key in differ[n]), len(differ[n])))  # the net first
+    return name, [f"{key} {_value(mine[key])} vs {_value(theirs[name].get(key))}" for key in differ[name]]
+
+
 class ExperimentPanel(BackgroundRun):
-    """Lesson 06's panel: tiny 28-px NiNs (``experiments.live_run``) of the chosen settings, every run in a table."""
+    """Lesson 06's panel: tiny 28-px NiNs (``experiments.live_run``), each run in a table and beside recorded seeds."""
 
     def __init__(self, fmnist, *, device="cpu", head="gap", dropout=0.5, num_1x1=2, batch_norm=True,
-                 train_size=512, num_epochs=10, lr=0.1, seed=0):
-        self.fmnist, self.device, self.runs, self.message = fmnist, device, [], ""
+                 train_size=512, num_epochs=10, lr=0.1, seed=0, test_size=500, grid="experiments-cpu"):
+        self.fmnist, self.device, self.test_size, self.runs, self.message = fmnist, device, test_size, [], ""
+        self.recorded = experiments.recorded(grid)
         controls = {
             "head": W.Dropdown(options=[("GAP (NiN)", "gap"), ("FC head (AlexNet-style)", "fc"),
                                         ("late reduction", "late")], value=head, description="head", style=STYLE),
-            "dropout": W.FloatSlider(value=dropout, min=0.0, max=0.9, step=0.1, description="dropout", style=STYLE),
-            "num_1x1": _slider(num_1x1, 0, 3, "1×1 convs per block"),
+            "dropout": W.FloatSlider(value=dropout, min=0.0, max=0.9, step=0.1, description="dropout", style=STYLE,
+                                     continuous_update=False),
+            "num_1x1": _slider(num_1x1, 0, 3, "1×1 convs per block", continuous_update=False),
             "batch_norm": W.Checkbox(value=batch_norm, description="BatchNorm", style=STYLE),
-            "train_size": _slider(train_size, 64, 4096, "training images", step=64),
-            "num_epochs": _slider(num_epochs, 1, 20, "epochs"),
+            "train_size": _slider(train_size, 64, 4096, "training images", step=64, continuous_update=False),
+            "num_epochs": _slider(num_epochs, 1, 20, "epochs", continuous_update=False),
             "lr": W.FloatText(value=lr, description="peak lr", style=STYLE),
             "seed": W.IntText(value=seed, description="seed", style=STYLE)}
         super().__init__(controls, [["head", "dropout", "num_1x1"], ["batch_norm", "train_size", "num_epochs"],
-                                    ["lr", "seed"]], render=lambda **values: [HTML(self.view())])
+                                    ["lr", "seed"]], render=self.result_items)
+
+    def result_items(self, **values):
+        """The picture for ``values`` (a bad value: its sentence in its place), then the table of runs."""
+        if self.recorded is None:  # an installation without the recorded grid: the table alone
+            return [HTML(self.view())]
+        try:
+            picture = self.figure(values)
+        except checks.Refusal as error:  # the sentence once, also when Train was pressed with the same value
+            problem = message(error)
+            return [HTML(("" if problem == self.message else problem) + self.view())]
+        return [picture, HTML(self.view())]
+
+    def figure(self, values):
+        """The seeds of the recorded configuration closest to ``values``, and this panel's runs of it beside them."""
+        name, differences = closest_recorded(self.recorded, values, self.test_size)
+        entry = self.recorded["configs"][name]
+        runs = [(i, r["test_acc"]) for i, r in enumerate(self.runs, 1) if r["recorded"] == name]
+        title = (f"the recorded configuration closest to your settings: {name} ({entry['label']})\n"
+                 f"your settings differ: {', '.join(differences) or 'in nothing but the seed'}\n"
+                 f"recorded {self.recorded['created'][:10]} on {entry['device']} · your next run: seed "
+                 f"{values['seed']}")
+        return viz.runs_beside_seeds([r["test_acc"] for r in entry["runs"]], runs, title,
+                                     recorded_label=f"recorded: {name}\n({len(entry['runs'])} seeds)",
+                                     runs_label=f"your runs\n({len(runs)} of {len(self.runs)})")
 
     def prepare(self):
         """The current values, checked by ``experiments.live_preset``."""
@@ -367,8 +417,10 @@ class ExperimentPanel(BackgroundRun):
         return values
 
     def _run(self, values, callbacks):
-        result = experiments.live_run(fmnist=self.fmnist, device=self.device, callbacks=callbacks, **values)
-        self.runs.append({**values, **result})
+        result = experiments.live_run(fmnist=self.fmnist, device=self.device, callbacks=callbacks,
+                                      test_size=self.test_size, **values)
+        recorded = None if self.recorded is None else closest_recorded(self.recorded, values, self.test_size)[0]
+        self.runs.append({**values, **result, "recorded": recorded})
         self.status.value = (f"<p>run {len(self.runs)}: {html.escape(result['epochs_trained'])}, test acc "
                              f"{result['test_acc']:.3f}</p>")
         self._changed()

@@ -85,3 +85,10 @@ SEED_LINES = [
     "AdaptiveAvgPool2d output shape:\t torch.Size([1, 10, 1, 1])",
     "Flatten output shape:\t torch.Size([1, 10])",
 ]
+
+
+def png(fig):
+    """A matplotlib figure as PNG bytes (a view's tests compare pictures before and after a control moves)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

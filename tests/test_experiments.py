@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
 from torch import nn
 
 from nin_lib import checks, experiments, models, presets, records, train, verdicts, viz
@@ -266,16 +268,31 @@ def test_compare_says_whether_the_seeds_tell_two_configs_apart():
     assert c["t"] is None and "lower than a for every seed" in c["verdict"]
 
 
+def picture(panel):
+    """The experiment panel's picture: (its title and tick labels, the recorded seeds' accuracies, its diamonds')."""
+    items = panel.result()
+    assert isinstance(items[0], Figure), items[0].data
+    ax = items[0].axes[0]
+    dots = {c.get_label().startswith("your runs"): [float(y) for x, y in c.get_offsets()] for c in ax.collections
+            if isinstance(c, PathCollection)}
+    words = items[0]._suptitle.get_text() + " | " + " | ".join(t.get_text() for t in ax.get_xticklabels())
+    return words, dots[False], dots.get(True, [])
+
+
 def test_experiment_panel_trains_on_click_and_keeps_every_run(fmnist):
     widgets = pytest.importorskip("nin_lib.widgets")
     panel = widgets.ExperimentPanel(fmnist, train_size=64, num_epochs=1)
-    assert "No run yet" in panel.view()
+    assert "No run yet" in panel.view() and picture(panel)[2] == []
     panel.train_button.click()  # trains in a background thread
     assert panel.thread is not None
-    panel.wait(timeout=300)
+    first = panel.wait(timeout=300)
+    assert picture(panel)[2] == [pytest.approx(first["test_acc"])]  # the run is a diamond beside the seeds
     panel.controls["head"].value = "fc"
+    assert picture(panel)[2] == []  # the FC head's recorded seeds: the GAP run is not among them
     assert panel.train() is True
     result = panel.wait(timeout=300)
+    words, _, mine = picture(panel)
+    assert mine == [pytest.approx(result["test_acc"])] and "fc-head" in words and "(1 of 2)" in words
     assert len(panel.runs) == 2 and result["parameters"] == panel.runs[1]["parameters"] > panel.runs[0]["parameters"]
     assert panel.view().count("<tr>") == 3 and "test acc" in panel.view()
     assert panel.progress.value == panel.progress.max == 2  # 64 images, batch 32, 1 epoch
@@ -283,6 +300,38 @@ def test_experiment_panel_trains_on_click_and_keeps_every_run(fmnist):
     assert panel.train() is False and len(panel.runs) == 2
     assert "Not possible" in panel.view() and "learning rate -1.0 is not allowed" in panel.view()
     assert not panel.train_button.disabled
+
+
+@pytest.mark.parametrize("control, value, says", [
+    ("head", "fc", "closest to your settings: fc-head"), ("batch_norm", False, "closest to your settings: no-bn"),
+    ("dropout", 0.0, "closest to your settings: no-dropout"), ("num_1x1", 3, "num_1x1 3 vs 2"),
+    ("train_size", 1024, "train_size 1,024 vs 2,000"), ("num_epochs", 20, "train_size 512 vs 2,000, batch_size 32 "
+                                                                          "vs 64, test_size"),
+    ("lr", 0.05, "lr 0.05 vs 0.1"), ("seed", 2, "your next run: seed 2")])
+def test_experiment_panel_shows_the_recorded_seeds_and_every_control_changes_them(fmnist, control, value, says):
+    widgets = pytest.importorskip("nin_lib.widgets")
+    panel = widgets.ExperimentPanel(fmnist)
+    recorded = experiments.recorded("experiments-cpu")
+    words, seeds, mine = picture(panel)  # the default picture: the base configuration's seeds, no run yet
+    assert "closest to your settings: base" in words and "train_size 512 vs 2,000" in words and "seed 0" in words
+    assert seeds == verdicts.per_seed(recorded, "base") and mine == [] and "(3 seeds)" in words
+    panel.controls[control].value = value
+    changed, seeds, _ = picture(panel)
+    assert changed != words and says in changed
+    name = changed.split("closest to your settings: ")[1].split(" ")[0]
+    assert seeds == verdicts.per_seed(recorded, name)
+
+
+def test_experiment_panel_shows_a_bad_value_as_one_sentence_in_place_of_the_picture(fmnist):
+    widgets = pytest.importorskip("nin_lib.widgets")
+    panel = widgets.ExperimentPanel(fmnist)
+    panel.controls["lr"].value = -1.0  # typed: the picture gives way to the sentence at once
+    for _ in range(2):  # and pressing Train says it once, not twice
+        (item,) = panel.result()
+        assert item.data.count("learning rate -1.0 is not allowed") == 1 and "a bug" not in item.data
+        assert panel.train() is False and panel.runs == []
+    panel.controls["lr"].value = 0.1
+    assert "closest to your settings: base" in picture(panel)[0]
 
 
 def test_experiment_panel_stop_keeps_what_was_trained(fmnist):

@@ -9,6 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from conftest import png  # noqa: E402
 from nin_lib import checks, models, shapes, viz  # noqa: E402
 
 SEED_NIN_PARAMS = 1_992_166
@@ -144,17 +145,22 @@ def test_draw_vgg_vs_nin_has_both_nets():
     assert fig.axes[0].get_title()
 
 
-def test_parameter_bars_one_log_panel_per_net():
+def test_parameter_shares_stacks_each_net_in_millions_and_in_percent():
     gap, fc = shapes.nin_parameter_breakdown("gap"), shapes.nin_parameter_breakdown("fc")
-    fig = viz.parameter_bars({"NiN": gap["rows"], "FC": fc["rows"]}, title="t", xmax=1e10)
-    axes = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in axes] == [f"NiN: {SEED_NIN_PARAMS:,} parameters",
-                                               f"FC: {FC_HEAD_PARAMS:,} parameters"]
-    assert all(ax.get_xscale() == "log" and "parameters" in ax.get_xlabel() for ax in axes)
-    assert axes[0].get_xlim()[1] == pytest.approx(1e10)
-    assert len(axes[1].patches) == len(fc["rows"])
-    with pytest.raises(checks.Refusal, match="at least one panel"):
-        viz.parameter_bars({})
+    fig = viz.parameter_shares({"NiN": gap, "FC": fc}, title="t", mark="FC")
+    millions, shares = fig.axes
+    assert "linear scale" in millions.get_xlabel() and "%" in shares.get_xlabel()
+    for ax, ends in ((millions, [SEED_NIN_PARAMS / 1e6, FC_HEAD_PARAMS / 1e6]), (shares, [100, 100])):
+        assert len(ax.patches) == len(gap["rows"]) + len(fc["rows"])      # one segment per layer
+        bars = ax.patches[:len(gap["rows"])], ax.patches[len(gap["rows"]):]
+        assert [max(p.get_x() + p.get_width() for p in bar) for bar in bars] == pytest.approx(ends)
+        assert sum(p.get_hatch() == "//" for p in ax.patches) == 6          # the heads' layers, 3 in each net
+    assert {t.get_text() for t in shares.texts} == {"Conv2d 5×5/1, 96→256\n31%", "Conv2d 3×3/1, 256→384\n44%",
+                                                    "Linear 9600→4096\n68%", "Linear 4096→4096\n29%"}
+    assert [(t.get_text(), t.get_fontweight()) for t in millions.get_yticklabels()] == [("NiN", "normal"),
+                                                                                       ("FC", "bold")]
+    with pytest.raises(checks.Refusal, match="at least one net"):
+        viz.parameter_shares({})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,14 +217,43 @@ def test_a_result_panel_shows_a_refusal_as_one_sentence_and_any_other_error_as_a
     assert not plt.get_fignums()                         # the panel's figures are closed: pyplot shows none twice
 
 
-def test_nin_params_panel_shows_table_and_bars():
+def test_nin_params_panel_describes_the_chosen_net():
     pytest.importorskip("ipywidgets")
     from nin_lib import widgets
     panel = widgets.nin_params_panel()
     table, fig = panel.result()
-    assert fig.number not in plt.get_fignums()
-    assert f"{SEED_NIN_PARAMS:,}" in table.data
-    assert isinstance(fig, plt.Figure)
+    assert isinstance(fig, plt.Figure) and fig.number not in plt.get_fignums()
+    assert f"{SEED_NIN_PARAMS:,}  (1.00 × the seed" in table.data
     panel.controls["head"].value = "fc"
     table, fig = panel.result()
-    assert f"{FC_HEAD_PARAMS:,}" in table.data
+    assert f"{FC_HEAD_PARAMS:,}" in table.data and "FC head (4,096 hidden)" in table.data
+
+
+@pytest.mark.parametrize("control, value", [("head", "fc"), ("hidden", 512), ("num_1x1", 3), ("width", 0.5)])
+def test_nin_params_panel_every_control_changes_the_picture(control, value):
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    panel = widgets.nin_params_panel()
+    before = png(panel.result()[1])
+    panel.controls[control].value = value
+    assert png(panel.result()[1]) != before
+
+
+@pytest.mark.parametrize("hidden", [0, 8193])
+def test_nin_params_panel_says_a_bad_value_in_one_sentence(hidden):
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    panel = widgets.nin_params_panel()
+    panel.controls["hidden"].value = hidden
+    (shown,) = panel.result()
+    assert "Not possible" in shown.data and f"hidden units {hidden}" in shown.data and shown.data.count("<p") == 1
+    panel._changed()                                     # no display handles outside a notebook: no crash
+
+
+@pytest.mark.parametrize("kwargs, says", [(dict(head="mlp"), "head 'mlp'"), (dict(num_1x1=7), "num_1x1 7"),
+                                          (dict(width=3.0), "width 3.0"), (dict(hidden=-1), "hidden units -1")])
+def test_nin_params_panel_refuses_a_bad_starting_value(kwargs, says):
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    with pytest.raises(checks.Refusal, match=says):
+        widgets.nin_params_panel(**kwargs)
