@@ -145,7 +145,7 @@ def nin_fit(device, *, steps=None, epochs=1, batch_size=128, resize=224, lr=0.1,
     run = presets.build_run(preset, data=fmnist, device=device)
     timer = _SteadyTimer(device, warmup)
     callbacks = [train.ProgressBar(False), timer] + ([train.MaxSteps(steps)] if steps is not None else [])
-    history = run.fit(callbacks=callbacks, **({"test_iter": None} if steps is not None else {}))
+    history = run.fit(callbacks=callbacks, test=steps is None)
     _sync(device)
     end = time.perf_counter()
     images = sum(e["images"] for e in history.epochs)
@@ -293,10 +293,10 @@ def profile_run(args, device):
 
     fmnist = data.load_fashion_mnist()
     run = presets.build_run(args.preset, data=fmnist, device=device, seed=args.seed)
-    run.fit(callbacks=[train.ProgressBar(False), train.MaxSteps(args.warmup)], test_iter=None)  # autotuning, caches
+    run.fit(callbacks=[train.ProgressBar(False), train.MaxSteps(args.warmup)], test=False)  # autotuning, caches
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        run.fit(callbacks=[train.ProgressBar(False), train.MaxSteps(args.steps)], test_iter=None)
+        run.fit(callbacks=[train.ProgressBar(False), train.MaxSteps(args.steps)], test=False)
         _sync(device)
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=key, row_limit=args.rows, max_name_column_width=60)

@@ -180,7 +180,7 @@ def train_and_measure(p, subsets, *, device="cpu", callbacks=()):
     mode, so train - test is the overfitting ``gap``), losses, seconds, stalled (near chance), why it stopped early."""
     start = time.perf_counter()
     run = presets.build_run(p, data=subsets, device=device)
-    history = run.fit(callbacks=[train.ProgressBar(False), *callbacks], test_iter=None)
+    history = run.fit(callbacks=[train.ProgressBar(False), *callbacks], test=False)
     test_acc = run.evaluate()
     train_acc = run.evaluate(presets.eval_batches(p, subsets.train_images, subsets.train_labels, run.device))
     losses = [e["loss"] for e in history.epochs]

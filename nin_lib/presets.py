@@ -208,10 +208,10 @@ class Run:
         cbs += [train.Schedule(self.scheduler)] if self.scheduler is not None else []
         return cbs + ([train.Compile()] if p.compile else [])
 
-    def fit(self, callbacks=(), test_iter="preset"):
+    def fit(self, callbacks=(), test=True):
         """``train.fit`` with this run's pieces and callbacks, then ``callbacks`` (Stop, Checkpoint, ...);
-        ``test_iter=None`` skips evaluation."""
-        return train.fit(self.net, self.train_iter, self.test_iter if test_iter == "preset" else test_iter,
+        ``test=False`` skips the test pass after each epoch."""
+        return train.fit(self.net, self.train_iter, self.test_iter if checks.flag("test", test) else None,
                          num_epochs=self.preset.num_epochs, optimizer=self.optimizer, loss=self.loss,
                          device=self.device, callbacks=[*self.callbacks(), *callbacks])
 

@@ -172,7 +172,7 @@ def test_nan_in_the_second_epoch_restores_the_first_epochs_weights(fmnist, capsy
 
 def test_max_steps_records_a_partial_epoch(fmnist):
     run = tiny_run(fmnist)
-    history = run.fit(quiet(train.MaxSteps(3)), test_iter=None)
+    history = run.fit(quiet(train.MaxSteps(3)), test=False)
     assert not history.stopped and "max_steps=3" in history.reason
     assert history.last["images"] == 192 and history.last["partial"] and history.last["test_acc"] is None
 
