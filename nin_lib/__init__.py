@@ -8,7 +8,7 @@ imports only modules above it (``LAYERS``), never one below:
                   shapes     layer-by-layer tracing: shapes, parameters, MACs, receptive field, smallest input
                   resources  memory and CPU time of a run from counted bytes and FLOPs, in GiB and seconds
                   train      fit (a loop on one screen, everything else a callback), evaluate, History, checkpoints
-    recipes       presets    named, checked recipes (d2l, improved, quick) and the run built from one
+    recipes       presets    named, checked recipes (d2l, improved, quick, maps) and the run built from one
     results       records    recorded runs and shipped weights (their hashes checked)
                   experiments, verdicts   the chapter's claims as seeded experiments, and what a grid says
     views         viz, widgets            plots, and the ipywidgets panels over them

@@ -151,7 +151,7 @@ def build_parser():
     p.add_argument("--input-size", type=whole, help="input height and width in pixels (default: the model's own)")
     p.add_argument("--table", action="store_true", help="the richer table (shape, parameters, MACs, receptive field)")
     p.add_argument("--depth", default="top", choices=["top", "leaf"], help="table rows per top-level or leaf layer")
-    p = sub.add_parser("train", help="train NiN with a named preset (d2l, improved, quick)")
+    p = sub.add_parser("train", help="train NiN with a named preset (d2l, improved, quick, maps)")
     p.add_argument("--preset", default="quick", help=f"one of {', '.join(presets.names())} (default: quick)")
     p.add_argument("--epochs", type=whole, help="number of epochs (default: the preset's)")
     p.add_argument("--lr", type=number, help="learning rate (peak rate for one-cycle presets)")

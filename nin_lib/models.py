@@ -40,6 +40,9 @@ ARCHS = {
     224: dict(blocks=((96, 11, 4, 0), (256, 5, 1, 2), (384, 3, 1, 1)), pool=dict(kernel_size=3, stride=2)),
     # a net for native 28×28 input: 28 -> 14 -> 7 -> 4, small enough to train on a CPU
     28: dict(blocks=((96, 5, 1, 2), (192, 3, 1, 1), (384, 3, 1, 1)), pool=dict(kernel_size=3, stride=2, padding=1)),
+    # lesson 04's class-map net for 28×28 input: two blocks, 2×2 pooling and 1×1 class maps, so each of the 7×7 map
+    # cells sees a 10×10-pixel window (lesson 03's recurrence), not most of the image
+    "local": dict(blocks=((32, 3, 1, 1), (64, 3, 1, 1)), pool=dict(kernel_size=2, stride=2), last_kernel=1),
 }
 HEADS = ("gap", "fc", "late")
 
@@ -57,6 +60,7 @@ def nin(*, arch=224, width=1.0, batch_norm=False, dropout=0.5, num_1x1=2, final_
         num_classes=10, in_channels=1, hidden=4096, input_size=None, mlp_kernel=1):
     """NiN (lesson 02): three NiN blocks with pooling, then a head; ``nin()`` is the seed's net module for module.
 
+    ``arch``: 224 (the seed's), 28 (28×28 input) or 'local' (28×28 input, map cells that see 10×10 pixels).
     head 'gap': dropout, a last NiN block with one map per class, global average pooling; 'late': a last block that
     reduces late; 'fc': an AlexNet-style head (two Linear layers of ``hidden`` units) for ``input_size`` pixels.
     ``final_relu=False`` leaves out the ReLU on the class scores, which can make a class dead (lessons 04-05).
@@ -85,7 +89,8 @@ def nin(*, arch=224, width=1.0, batch_norm=False, dropout=0.5, num_1x1=2, final_
     if head == "late":
         last = _late_block(cin, num_classes, batch_norm, final_relu)
     else:
-        last = nin_block(cin, num_classes, 3, 1, 1, num_1x1=num_1x1, last_relu=final_relu, mlp_kernel=mlp_kernel)
+        k = ARCHS[arch].get("last_kernel", 3)
+        last = nin_block(cin, num_classes, k, 1, k // 2, num_1x1=num_1x1, last_relu=final_relu, mlp_kernel=mlp_kernel)
     return nn.Sequential(*layers, nn.Dropout(dropout), last, nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
 
 

@@ -1,4 +1,5 @@
-"""Named, checked training recipes (lesson 05): ``d2l``, ``improved`` and ``quick``, and the ``Run`` built from one."""
+"""Named, checked training recipes (lesson 05): ``d2l``, ``improved``, ``quick`` and ``maps`` (lesson 04's
+class-map net), and the ``Run`` built from one."""
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -17,7 +18,7 @@ class Preset:
     name: str = "custom"
     description: str = ""
     # the net (models.nin)
-    arch: int = 224
+    arch: object = 224  # a key of models.ARCHS
     width: float = 1.0
     batch_norm: bool = False
     dropout: float = 0.5
@@ -172,6 +173,13 @@ PRESETS = {  # the presets; a Preset's defaults are the seed's recipe
         arch=28, width=0.25, batch_norm=True, dropout=0.0, num_1x1=1, final_relu=False, init="default",
         lr=0.12, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.15,
         batch_size=64, num_epochs=1, resize=None, eval_batch_size=100),
+    "maps": Preset(
+        name="maps",
+        description="lesson 04's class-map net: a 28-px NiN of two blocks whose 7×7 class-map cells each see "
+                    "10×10 pixels, with BatchNorm and the chapter's final ReLU (its weights ship with nin_lib)",
+        arch="local", width=1.0, batch_norm=True, dropout=0.0, num_1x1=1, final_relu=True, init="default",
+        lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.0,
+        batch_size=64, num_epochs=4, resize=None, eval_batch_size=500),
 }
 
 
@@ -181,7 +189,7 @@ def names():
 
 
 def get_preset(name, **overrides):
-    """A named preset ('d2l', 'improved', 'quick'), optionally with some values changed."""
+    """A named preset ('d2l', 'improved', 'quick', 'maps'), optionally with some values changed."""
     preset = name if isinstance(name, Preset) else PRESETS[checks.choice("preset", name, tuple(PRESETS))]
     return preset.with_overrides(**overrides) if overrides else preset
 

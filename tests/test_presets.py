@@ -62,7 +62,7 @@ def test_with_overrides_makes_a_new_validated_preset():
     assert (q.lr, q.num_epochs, q.name) == (0.05, 2, "quick") and p.lr != 0.05
     assert presets.get_preset("quick", lr=0.05, num_epochs=2) == q
     assert q.to_dict()["lr"] == 0.05 and q.to_dict()["name"] == "quick"
-    assert presets.names() == ["d2l", "improved", "quick"]
+    assert presets.names() == ["d2l", "improved", "quick", "maps"]
 
 
 @pytest.mark.parametrize("overrides, says", [
@@ -112,7 +112,7 @@ def test_the_test_subset_is_the_datas_one_subset_and_says_which(fmnist):
 
 
 def test_unknown_preset():
-    with pytest.raises(checks.Refusal, match="preset 'fast' is not known; choose one of d2l, improved, quick."):
+    with pytest.raises(checks.Refusal, match="preset 'fast' is not known; choose one of d2l, improved, quick, maps\."):
         presets.get_preset("fast")
     with pytest.raises(checks.Refusal, match="preset 'fast' is not known"):
         presets.build_run("fast")

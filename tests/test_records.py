@@ -97,6 +97,23 @@ def test_every_shipped_record_loads():
         assert records.about(records.load(name, experiments.FORMAT)).startswith("grid of ")
 
 
+def test_lesson_04s_class_map_net_ships_small_checked_and_as_recorded(fmnist):
+    from nin_lib import shapes
+    record = records.load("maps-cpu-seed-0")
+    assert record["command"].startswith("python -m nin_lib train --preset maps ") and record["preset"]["name"] == "maps"
+    path = records.locate(record["weights"]["file"])
+    assert path.stat().st_size < 200_000                      # small enough to ship in the package
+    state = torch.load(path, weights_only=True)["state"]
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    net = records.load_weights(record)                         # sha256 checked, fp32, evaluation mode
+    last = shapes.trace(net, 28)[-3]                           # the class maps, before GAP and Flatten
+    assert last.output_shape[-2:] == (7, 7) and last.receptive_field == 10   # each cell sees 10×10 of 28×28 px
+    X = fmnist.test_images.unsqueeze(1).float().div(255)
+    with torch.no_grad():
+        accuracy = (torch.cat([net(b) for b in X.split(2000)]).argmax(1) == fmnist.test_labels).float().mean()
+    assert abs(float(accuracy) - records.history(record).final_test_acc) < 0.005   # the weights are the run's
+
+
 @pytest.fixture
 def gpu_record(recorded, tmp_path, monkeypatch):
     """A small record that says the seed's recipe ran on a GPU (made from the tiny run), in NIN_RECORDS_DIR."""
