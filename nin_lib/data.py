@@ -164,6 +164,15 @@ def text_labels(labels):
     return [CLASS_NAMES[int(i)] for i in labels]
 
 
+def shift(X, dx, dy=0):
+    """Images (..., H, W) moved ``dx`` pixels right and ``dy`` down (negative: left, up); what comes in is 0 (lesson 04)."""
+    h, w = X.shape[-2:]
+    checks.whole_number("shift right", dx, -(w - 1), w - 1, unit="of pixels")
+    checks.whole_number("shift down", dy, -(h - 1), h - 1, unit="of pixels")
+    padded = F.pad(X, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))
+    return padded[..., max(-dy, 0):max(-dy, 0) + h, max(-dx, 0):max(-dx, 0) + w]
+
+
 def subset_indices(n, size, seed=0):
     """``size`` distinct indices out of ``n``, seeded and sorted: how every lesson, preset and experiment subsets."""
     checks.whole_number("subset size", size, 1)

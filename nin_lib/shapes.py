@@ -6,6 +6,7 @@ from collections import namedtuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from . import checks, models
 
@@ -230,6 +231,43 @@ def trace(net, input_size=224, in_channels=1, depth="top"):
             row = row._replace(path=top, name=block.name, params=block.params + row.params, macs=block.macs + row.macs)
         rows.append(row)
     return Trace(rows, shape)
+
+
+def windows(net, upto=None):
+    """(k, s, p) of every conv and pooling window in ``net``'s top-level layers up to index ``upto``, in order: the
+    geometry that sets each layer's output side and receptive field (lesson 03; 1×1 convs are (1, 1, 0))."""
+    layers = list(net.children())[:None if upto is None else upto + 1]
+    return [(_pair(m.kernel_size)[0], _pair(m.stride or m.kernel_size)[0], _pair(m.padding)[0])
+            for layer in layers for m in (layer.modules() if list(layer.children()) else [layer])
+            if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+
+
+def side_after(chain, size):
+    """The output side after the windows ``chain`` for a ``size``-pixel input side (< 1: some layer gets none)."""
+    for k, s, p in chain:
+        size = spatial_out(size, k, s, p) if size >= 1 else size
+    return size
+
+
+def cell_field(chain, cell):
+    """(first, last) input pixel along one axis that output cell ``cell`` sees through ``chain``; below 0 or past
+    the image is zero padding (lesson 03's recurrence: r = r + (k-1)·j, j = j·s, first = first - p·j)."""
+    r, j, first = 1, 1, 0
+    for k, s, p in chain:
+        r, first, j = r + (k - 1) * j, first - p * j, j * s
+    return first + cell * j, first + cell * j + r - 1
+
+
+def influence(chain, size, row, col):
+    """How much each pixel of a ``size``×``size`` input counts in output cell (row, col) when every window of
+    ``chain`` averages what it sees (zero padding included): the gradient of lesson 03's probe with all weights
+    equal, on one channel; (size, size), summing to 1 (lesson 03)."""
+    X = torch.ones(1, 1, size, size, requires_grad=True)
+    Y = X
+    for k, s, p in chain:
+        Y = F.avg_pool2d(Y, k, s, p, count_include_pad=True)
+    Y[0, 0, row, col].backward()
+    return X.grad[0, 0] / X.grad.sum()
 
 
 def seed_lines(net, input_size=224, in_channels=1):

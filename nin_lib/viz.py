@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 
 from . import checks, data, shapes
 
@@ -17,13 +18,15 @@ LAYER_COLORS = {"k×k conv": "#4C72B0", "1×1 conv": "#55A868", "fully connected
                 "pooling": "#8172B2", "other": "#BBBBBB"}  # one colour per kind of layer (block drawing, bars)
 CURVE_STYLES = ("-", "--", "-.", ":")  # the line styles and colours of curves, one per curve in order
 CURVE_COLORS = ("#1f77b4", "#9467bd", "#2ca02c", "#d62728")
+PAST_COLORS = ("#8c564b", "#e377c2", "#7f7f7f")  # earlier runs on LiveCurves, newest first
 SEED_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2", "#937860")  # seed_spread's groups, in order
 
 
-def _figure(figsize, *grid, title=None, **subplots):
-    """A new figure (pyplot's in the main thread, where a notebook shows it), its suptitle and its ``grid`` of axes."""
+def _figure(figsize, *grid, title=None, layout="constrained", **subplots):
+    """A new figure (pyplot's in the main thread, where a notebook shows it), its suptitle and its ``grid`` of axes;
+    ``layout=None``: the caller places the axes (a panel's figure: the constrained layout costs half its drawing)."""
     new = plt.figure if threading.current_thread() is threading.main_thread() else Figure
-    fig = new(figsize=figsize, layout="constrained")
+    fig = new(figsize=figsize, layout=layout)
     if title is not None:
         fig.suptitle(title)
     return (fig, fig.subplots(*grid, **subplots)) if grid else fig
@@ -81,6 +84,57 @@ def feature_maps(maps, titles=None, title="feature maps", ncols=None, cmap=None,
         if mark is not None:
             ax.add_patch(mpatches.Rectangle((mark[1] - 0.5, mark[0] - 0.5), 1, 1, fill=False, edgecolor="red",
                                             linewidth=1.5))
+    return fig
+
+
+def one_pixel_figure(image, features, outputs, weight, bias, pixel, title=None):
+    """One pixel through a 1×1 conv as ``y = W·x + b``: the image and the pixel, x (the ``features`` there) as bars
+    over the heat map of W, y as bars beside it, and ``outputs`` (the conv's own result there) as dots (lesson 01)."""
+    features, outputs, weight, bias = (_as_array(v) for v in (features, outputs, weight, bias))
+    row, col = pixel
+    x, y = features[:, row, col], weight @ features[:, row, col] + bias
+    fig = _figure((12.5, 6.2), title=title or f"one pixel through a 1×1 conv: y = W·x + b at pixel ({row}, {col}); "
+                  f"largest |W·x + b − conv output| = {np.abs(y - outputs[:, row, col]).max():.1e}", layout=None)
+    grid = fig.add_gridspec(3, 3, width_ratios=[1.25, 1.7, 0.9], height_ratios=[1, 3.2, 0.1], left=0.05, right=0.98,
+                            top=0.89, bottom=0.07, wspace=0.28, hspace=0.42)
+    ax_image, ax_x = fig.add_subplot(grid[:, 0]), fig.add_subplot(grid[0, 1])
+    ax_w = fig.add_subplot(grid[1, 1], sharex=ax_x)
+    ax_y = fig.add_subplot(grid[1, 2], sharey=ax_w)
+    _show_image(ax_image, image)
+    scale = image.shape[-1] / features.shape[-1]  # image pixels per feature-map pixel
+    ax_image.add_patch(mpatches.Rectangle(((col - 0.5) * scale + (scale - 1) / 2, (row - 0.5) * scale + (scale - 1) / 2),
+                                          scale, scale, fill=False, edgecolor="red", linewidth=2))
+    ax_image.set_title(f"the input image; red: pixel ({row}, {col})", fontsize=10)
+    ax_x.bar(range(len(x)), x, color="#4C72B0")
+    _label(ax_x, "", "x (a.u.)", f"x: the {len(x)} input channels at the pixel", fontsize=9, grid="y")
+    v = float(np.abs(weight).max()) or 1.0
+    im = ax_w.imshow(weight, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto")
+    fig.colorbar(im, cax=fig.add_subplot(grid[2, 1]), orientation="horizontal", label="weight (blue < 0 < red)")
+    _label(ax_w, "input channel (column of W)", "output channel (row of W)",
+           f"W: {weight.shape[0]}×{weight.shape[1]} weights, the same at every pixel", fontsize=9, grid=None)
+    ax_y.barh(range(len(y)), y, color="#55A868", label="W·x + b")
+    ax_y.plot(outputs[:, row, col], range(len(y)), "k.", markersize=5, label="the conv's output")
+    ax_y.axvline(0, color="#888888", linewidth=0.8)
+    _label(ax_y, "y (a.u.)", "", "y: the output channels", fontsize=9, grid="x", legend=7)
+    return fig
+
+
+def conv_cost_bars(costs, title="parameters and multiply-accumulates (linear scale)"):
+    """{name: (parameters, MACs)} as bars on two linear axes, each bar labelled with its count (lesson 01)."""
+    if not costs:
+        raise checks.refuse("conv_cost_bars needs at least one {name: (parameters, MACs)} entry")
+    fig, axes = _figure((9.5, 2.4 + 0.35 * len(costs)), 1, 2, title=title)
+    colors = [LAYER_COLORS["k×k conv"], LAYER_COLORS["1×1 conv"], LAYER_COLORS["fully connected"]]
+    for ax, (what, values) in zip(axes, (("parameters", [p for p, _ in costs.values()]),
+                                         ("MACs per image", [m for _, m in costs.values()]))):
+        ax.barh(range(len(costs)), values, color=colors[:len(costs)])
+        for i, value in enumerate(values):
+            ax.text(value, i, f" {value:,}", va="center", fontsize=8)
+        ax.set_yticks(range(len(costs)), list(costs) if ax is axes[0] else [""] * len(costs))
+        ax.set_xlim(0, 1.35 * max(max(values), 1))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=" "))  # 2 M, not 0.2 × 1e7
+        ax.invert_yaxis()
+        _label(ax, what, "", fontsize=9, grid="x")
     return fig
 
 
@@ -178,7 +232,8 @@ def in_notebook():
 
 
 class LiveCurves:
-    """Curves redrawn in place while a net trains: ``add`` points, then ``draw`` (lessons 00, 05; d2l's Animator)."""
+    """Curves redrawn in place while a net trains: ``add`` points, then ``draw`` (lessons 00, 05; d2l's Animator);
+    ``past``: earlier runs as [(label, {name: (xs, ys)})], drawn faded and dotted beneath, one colour a run."""
 
     def __init__(self, names=("train loss", "train acc", "test acc"), *, title="training curves", xlabel="epoch",
                  ylabel="loss (nats) / accuracy (fraction)", xlim=None, ylim=None, figsize=(5.0, 3.4), show="auto",
@@ -190,7 +245,7 @@ class LiveCurves:
         self.figsize, self.styles, self.colors = figsize, tuple(styles), tuple(colors)
         self.show = in_notebook() if checks.auto_flag("show", show) == "auto" else show
         self.min_interval, self.into, self.dpi = min_interval, into, dpi
-        self._handle, self._last_draw = None, -np.inf
+        self._handle, self._last_draw, self.past = None, -np.inf, []
 
     names = property(lambda self: tuple(self.points), doc="The curves' names, in the order they are drawn.")
 
@@ -212,6 +267,9 @@ class LiveCurves:
         """A new figure of every point added so far (not pyplot's: it is shown only where it is put)."""
         fig = Figure(figsize=self.figsize, layout="constrained")
         ax = fig.subplots()
+        for (label, curves), color in zip(self.past, PAST_COLORS):
+            for j, (xs, ys) in enumerate(curves.values()):
+                ax.plot(xs, ys, ":", color=color, alpha=0.7, marker="x", markersize=4, label=None if j else label)
         for i, (name, (xs, ys)) in enumerate(self.points.items()):
             ax.plot(xs, ys, self.styles[i % len(self.styles)], color=self.colors[i % len(self.colors)],
                     marker="o" if len(xs) <= 12 else None, markersize=3, label=name)
@@ -304,6 +362,30 @@ def confusion_matrix_plot(counts, class_names=None, title="confusion matrix (tes
     return fig
 
 
+def prediction_counts(counts, class_names=None, title="predicted classes"):
+    """How often each class is predicted on some test images, one bar a class; a class never predicted (a dead class,
+    lesson 05) is a red 0, named in the title."""
+    counts = _as_array(counts).astype(int)
+    if counts.ndim != 1 or counts.sum() < 1:
+        raise checks.refuse(f"prediction counts must be one count per class, at least one image; got {counts}")
+    class_names, never = _names(class_names, len(counts)), np.flatnonzero(counts == 0)
+    fig, ax = _figure((4.2, 3.4), 1, 1)
+    ax.barh(range(len(counts)), counts, color="#4C72B0")
+    ax.axvline(counts.sum() / len(counts), color="#555555", ls=":", lw=1, label="an even share")
+    for i in never:
+        ax.text(0, i, " 0", color="#b00020", va="center", fontweight="bold", fontsize=8)
+    ax.set_yticks(range(len(counts)), class_names, fontsize=8)
+    for i in never:
+        ax.get_yticklabels()[i].set_color("#b00020")
+    ax.set_xlim(0, counts.max() * 1.08)
+    ax.invert_yaxis()
+    named = f" ({', '.join(class_names[i] for i in never)})" if len(never) <= 4 else ""  # more: the red bars say
+    said = f"{len(never)} of {len(counts)} classes never predicted{named}" if len(never) else "every class predicted"
+    title = textwrap.fill(f"{title}: {said}, on {counts.sum():,} test images", 56, break_on_hyphens=False)
+    _label(ax, "test images predicted as the class", None, title, fontsize=9, grid="x", legend=7)
+    return fig
+
+
 def misclassified_grid(images, labels, preds, class_names=None, max_images=16, ncols=8,
                        title="misclassified test images"):
     """The first ``max_images`` images whose prediction is wrong, titled 'true → predicted' (lesson 05)."""
@@ -389,11 +471,8 @@ def runs_beside_seeds(recorded, runs, title, recorded_label="recorded", runs_lab
 
 
 # Lessons 03-04: output sizes, adaptive pooling windows, class maps, receptive fields, translation
-def size_staircase(sizes, sides, min_size=None, mark=None, title="map side after each stage of the net"):
-    """Each stage's output side against the input side, as steps: the floor in the formula (lesson 03)."""
-    if not sizes or not sides or any(len(v) != len(sizes) for v in sides.values()):
-        raise checks.refuse("size_staircase needs input sizes and, per stage, one output side per input size")
-    fig, ax = _figure((8.5, 4.6), 1, 1)
+def _staircase(ax, sizes, sides, min_size=None, mark=None, title=None):
+    """Each stage's output side against the input side as steps (log scale), the too-small sizes shaded."""
     for name, values in sides.items():
         ax.step(sizes, [np.nan if v is None else v for v in values], where="post", label=name)
     if min_size is not None and min_size > sizes[0]:
@@ -408,6 +487,42 @@ def size_staircase(sizes, sides, min_size=None, mark=None, title="map side after
     _label(ax, "input side (pixels)", "output side (pixels, log scale)", title, fontsize="large", grid=None)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
+
+
+def size_staircase(sizes, sides, min_size=None, mark=None, title="map side after each stage of the net"):
+    """Each stage's output side against the input side, as steps: the floor in the formula (lesson 03)."""
+    if not sizes or not sides or any(len(v) != len(sizes) for v in sides.values()):
+        raise checks.refuse("size_staircase needs input sizes and, per stage, one output side per input size")
+    fig, ax = _figure((8.5, 4.6), 1, 1)
+    _staircase(ax, sizes, sides, min_size, mark, title)
+    return fig
+
+
+def receptive_field_view(image, influence, rows, cols, stair, title):
+    """Where one output cell looks (lesson 03): the image with the cell's field (``rows``, ``cols``: first and last
+    pixel, padding outside the image), the ``influence`` of each pixel, and ``stair`` = (sizes, sides, min, mark)."""
+    image, influence = _as_array(image, image=True), _as_array(influence)
+    n = image.shape[0]
+    fig, axes = _figure((13.5, 4.8), 1, 3, title=title, width_ratios=[1, 1, 1.25], layout=None,
+                        gridspec_kw=dict(left=0.05, right=0.99, top=0.8, bottom=0.11, wspace=0.22))
+    (r0, r1), (c0, c1) = rows, cols
+    pad = sum(max(0, -a) + max(0, b - (n - 1)) for a, b in (rows, cols))
+    for ax, heat in zip(axes[:2], (None, influence)):
+        if heat is None:
+            _show_image(ax, image)
+        else:
+            ax.imshow(heat, cmap="inferno", extent=(-0.5, n - 0.5, n - 0.5, -0.5))
+            _label(ax, "x (pixels)", "y (pixels)", grid=None)
+        ax.add_patch(mpatches.Rectangle((-0.5, -0.5), n, n, fill=False, edgecolor="#333333", linestyle=":"))
+        ax.add_patch(mpatches.Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0 + 1, r1 - r0 + 1, facecolor="#DD8452",
+                                        alpha=0.15 if heat is None else 0, edgecolor="#DD8452", linewidth=2,
+                                        hatch="//" if pad else None))
+        ax.set(xlim=(min(-0.5, c0 - 1.5), max(n - 0.5, c1 + 1.5)), ylim=(max(n - 0.5, r1 + 1.5), min(-0.5, r0 - 1.5)))
+    axes[0].set_title(f"its field: rows {r0}…{r1}, columns {c0}…{c1}" + ("\n(hatched: reaches into the zero "
+                      "padding)" if pad else ""), fontsize=9)
+    axes[1].set_title("influence of each pixel on the cell (all weights equal):\nstrongest at the centre, "
+                      "0 outside the field", fontsize=9)
+    _staircase(axes[2], *stair, title="this layer's output side against the input side")
     return fig
 
 
@@ -464,19 +579,23 @@ def _show_image(ax, image, heat=None, vmax=None, centres=None):
     return top
 
 
-def confidence_maps_figure(image, maps, logits, label=None, class_names=None, title=None, centres=None):
-    """One image with its predicted class's map over it, then every class map with its score (lesson 04)."""
+def confidence_maps_figure(image, maps, logits, label=None, class_names=None, title=None, centres=None,
+                           reference=None, reference_label="unshifted"):
+    """One image with its predicted class's map over it, then every class map with its score (lesson 04);
+    ``reference`` (one score per class, e.g. the image's before a shift) adds a row of bars: scores against it."""
     maps, logits = _as_array(maps), _as_array(logits)
     if maps.ndim != 3 or logits.shape != (maps.shape[0],):
         raise checks.refuse(f"maps must be (classes, h, w) with one logit per class; got {maps.shape} and "
                             f"{logits.shape}")
     names = _names(class_names, maps.shape[0])
     probs, pred, vmax = torch.from_numpy(logits).softmax(-1), int(logits.argmax()), float(maps.max()) or 1.0
-    ncols, nrows = 5, -(-maps.shape[0] // 5)
-    fig = _figure((3.8 + 2.0 * ncols, 2.6 * nrows + 1.0), title=title or "class confidence maps: the last NiN block's "
-                  "output, one map per class; global average pooling turns each map into its class score")
-    grid = fig.add_gridspec(nrows, ncols + 2)
-    big = fig.add_subplot(grid[:, :2])
+    ncols, nrows, extra = 5, -(-maps.shape[0] // 5), reference is not None
+    height = 2.6 * nrows + 1.4 + 2.2 * extra
+    fig = _figure((3.8 + 2.0 * ncols, height), title=title or "class confidence maps: the last NiN block's output, "
+                  "one map per class; global average pooling turns each map into its class score", layout=None)
+    grid = fig.add_gridspec(nrows + extra, ncols + 2, height_ratios=[1] * nrows + [0.8] * extra, left=0.05,
+                            right=0.99, top=1 - 1.3 / height, bottom=0.5 / height, wspace=0.25, hspace=0.45)
+    big = fig.add_subplot(grid[:nrows, :2])
     im = _show_image(big, image, maps[pred], vmax, centres)
     truth = "" if label is None else f"\ntrue: {names[int(label)]}"
     big.set_title(f"predicted: {names[pred]} (p = {probs[pred]:.2f}){truth}\nits map over the image", fontsize=10)
@@ -486,13 +605,20 @@ def confidence_maps_figure(image, maps, logits, label=None, class_names=None, ti
         mark = " ✓" if label is not None and c == int(label) else ""
         ax.set_title(f"{names[c]}{mark}\nmean {logits[c]:.2f}, p = {probs[c]:.2f}", fontsize=8,
                      color="#C44E52" if c == pred else "black", weight="bold" if c == pred else "normal")
-        ax.set_xlabel("map x (cells)", fontsize=7)
-        ax.set_ylabel("map y (cells)", fontsize=7)
-        ax.set(xticks=range(maps.shape[2]), yticks=range(maps.shape[1]))
-        ax.tick_params(labelsize=6)
+        ax.set(xticks=[], yticks=[])
+        if c % ncols == 0:
+            ax.set_ylabel(f"{maps.shape[1]}×{maps.shape[2]} map cells", fontsize=7)
         if c == pred:
             ax.spines[:].set(edgecolor="#C44E52", linewidth=2)
     fig.colorbar(im, ax=big, location="bottom", shrink=0.9, label="class map value (a.u.; its mean is the class score)")
+    if extra:
+        ax = fig.add_subplot(grid[nrows, :])
+        ax.bar(range(len(names)), logits, color=["#C44E52" if c == pred else "#4C72B0" for c in range(len(names))],
+               label="class score (mean of its map)")
+        ax.plot(range(len(names)), _as_array(reference), "k_", markersize=22, markeredgewidth=2,
+                label=f"{reference_label}")
+        ax.set_xticks(range(len(names)), names, fontsize=8)
+        _label(ax, "", "score", grid="y", legend=8)
     return fig
 
 

@@ -1,16 +1,36 @@
 """ipywidgets panels (7.7 and 8; the only module importing ipywidgets): a bad value is one sentence, never a crash."""
+import gc
 import html
+import io
+import itertools
 import math
 import threading
+import time
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import HTML, display
+from IPython.display import HTML, Image, display
 
-from . import checks, experiments, models, presets, runtime, shapes, train, viz
+from . import checks, data, experiments, models, presets, runtime, shapes, train, viz
 
 STYLE = {"description_width": "initial"}
+
+
+PANEL_DPI = 80  # a panel's figures become PNGs at this resolution
+
+
+def _png(fig):
+    """A figure as PNG bytes, drawn once (IPython's tight crop draws it twice); pyplot forgets it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=PANEL_DPI, pil_kwargs={"compress_level": 1})  # fast, a little larger
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _shown(item):
+    """What a panel displays: a figure as one PNG image, anything else as it is."""
+    return Image(_png(item)) if isinstance(item, plt.Figure) else item
 
 
 def message(error):
@@ -25,6 +45,8 @@ class ResultPanel:
     """Rows of controls, widgets ``below``, then ``render(**values)``'s HTML and figures as outputs (lessons 01-06)."""
 
     def __init__(self, controls, render, rows=None, below=()):
+        gc.collect()  # what lives now (torch, the data, the lesson's tensors) stays out of the collector's full
+        gc.freeze()   # passes, which otherwise stall a redraw by a fifth of a second now and then
         self.controls, self.render, self.handles = dict(controls), render, []
         self.box = W.VBox([W.HBox([self.controls[name] for name in row]) for row in rows or [list(self.controls)]]
                           + list(below))
@@ -42,14 +64,20 @@ class ResultPanel:
         return items
 
     def _changed(self, change=None):
-        items = self.result()
+        if getattr(self, "_drawing", False):  # a view that moves a control (a slider's new maximum) draws once
+            return
+        self._drawing = True
+        try:
+            items = self.result()
+        finally:
+            self._drawing = False
         for handle, item in zip(self.handles, items + [HTML("")] * (len(self.handles) - len(items))):
             if handle is not None:  # None outside IPython
-                handle.update(item)
+                handle.update(_shown(item))
 
     def _ipython_display_(self):
         display(self.box)
-        self.handles = [display(item, display_id=True) for item in self.result()]
+        self.handles = [display(_shown(item), display_id=True) for item in self.result()]
 
 
 def _table(rows):
@@ -75,7 +103,11 @@ def conv_cost_panel(in_channels=96, out_channels=96, kernel_size=1, input_size=5
                 ("multiply-accumulates (MACs) per image", f"{c['macs']:,}"),
                 ("a 1×1 conv, same channels and stride", f"{one['parameters']:,} parameters, {one['macs']:,} MACs"),
                 ("a fully connected layer, whole input map → whole output map", f"{dense:,} parameters")]
-        return [HTML(_table(rows))]
+        fig = viz.conv_cost_bars({f"your {kernel_size}×{kernel_size} conv": (c["parameters"], c["macs"]),
+                                  "a 1×1 conv, same channels and stride": (one["parameters"], one["macs"])},
+                                 title=f"{in_channels} → {out_channels} channels on a {input_size}×{input_size} "
+                                       "input: parameters and MACs (linear scale)")
+        return [HTML(_table(rows)), fig]
 
     controls = {"in_channels": _slider(in_channels, 1, 512, "c_in"), "stride": _slider(stride, 1, 4, "stride"),
                 "out_channels": _slider(out_channels, 1, 512, "c_out"), "padding": _slider(padding, 0, 5, "padding"),
@@ -152,20 +184,91 @@ def adaptive_windows_panel(size=10, out=4):
     return ResultPanel(controls, view)
 
 
-def confidence_maps_view(net, images, labels, index=0, class_names=None, centres=None):
-    """The confidence-map panel's result (lesson 04): one test image with all its class maps."""
-    checks.whole_number("image index", index, 0, len(images) - 1)
-    X = images[index:index + 1]
-    maps, logits = viz.class_maps(net, X.to(next(net.parameters()).device))
-    return [viz.confidence_maps_figure(X[0], maps[0], logits[0], label=int(labels[index]), class_names=class_names,
-                                       centres=centres, title=f"test image {index}: class confidence maps (one per "
-                                                              "class) and their means")]
+def _pixel_sliders(size, row, col, row_name="pixel row", col_name="pixel column"):
+    return {"row": _slider(checks.whole_number(row_name, row, 0, size - 1), 0, size - 1, row_name),
+            "col": _slider(checks.whole_number(col_name, col, 0, size - 1), 0, size - 1, col_name)}
 
 
-def confidence_maps_panel(net, images, labels, index=0, class_names=None, centres=None):
-    """Pick one of ``images`` (N, 1, H, W) in [0, 1]: every class's map and which class wins (lesson 04)."""
-    controls = {"index": _slider(index, 0, len(images) - 1, "test image", continuous_update=False)}
-    return ResultPanel(controls, lambda index: confidence_maps_view(net, images, labels, index, class_names, centres))
+def one_pixel_panel(features, conv, images, index=0, row=14, col=14):
+    """Pick an image and a pixel: the ``features`` module's maps there, ``conv``'s 1×1 weights, y = W·x + b beside
+    the conv's own output at that pixel (lesson 01). ``images``: (N, 1, H, W) in [0, 1]."""
+    if tuple(conv.kernel_size) != (1, 1):
+        raise checks.refuse(f"one_pixel_panel needs a 1×1 conv; this one is {conv.kernel_size[0]}×{conv.kernel_size[1]}")
+
+    def view(index, row, col):
+        checks.whole_number("image index", index, 0, len(images) - 1)
+        with torch.no_grad():
+            x = features.eval()(images[index:index + 1])[0]
+            y = conv.eval()(x[None])[0]
+        checks.whole_number("pixel row", row, 0, x.shape[1] - 1)
+        checks.whole_number("pixel column", col, 0, x.shape[2] - 1)
+        return [viz.one_pixel_figure(images[index, 0], x, y, conv.weight[:, :, 0, 0], conv.bias, (row, col))]
+
+    side = images.shape[-1]
+    controls = {"index": _slider(checks.whole_number("image index", index, 0, len(images) - 1), 0, len(images) - 1,
+                                 "test image"), **_pixel_sliders(side, row, col)}
+    return ResultPanel(controls, view, rows=[["index"], ["row", "col"]])
+
+
+def receptive_field_panel(net, image, layer=None, row=0, col=0, input_size=224):
+    """Pick a layer of ``net`` and one cell of its output: the cell's field on ``image`` (resized to the input side),
+    each pixel's influence, and the staircase of that layer's side with the input side (lesson 03)."""
+    stages = [(i, f"{i}: " + (f"NiN block, {shapes.layer_name(m[0])}" if isinstance(m, torch.nn.Sequential) else
+                              shapes.layer_name(m))) for i, m in enumerate(net.children())
+              if any(isinstance(x, (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)) for x in m.modules())]
+    smallest = shapes.min_input_size(net)
+    controls = {}
+
+    def view(layer, row, col, input_size):
+        checks.whole_number("image side", input_size, 1, 320, unit="of pixels")
+        chain = shapes.windows(net, layer)
+        side = shapes.side_after(chain, input_size)
+        if side < 1:
+            raise shapes.InputSizeError(f"a {input_size}×{input_size} image gives layer {layer} no output; this net "
+                                        f"needs at least {smallest}×{smallest}")
+        for name in ("row", "col"):  # the sliders follow the layer's map; a value past its edge moves to the edge
+            controls[name].max = side - 1
+        row, col = min(row, side - 1), min(col, side - 1)
+        shown = torch.nn.functional.interpolate(image.reshape(1, 1, *image.shape[-2:]).float(), size=input_size,
+                                                mode="bilinear", align_corners=False)[0, 0]
+        sizes = list(range(max(1, smallest - 30), 321))
+        stair = (sizes, {f"layer {layer}": [max(shapes.side_after(chain, n), 0) or None for n in sizes]},
+                 smallest, input_size)
+        (r0, r1), (c0, c1) = shapes.cell_field(chain, row), shapes.cell_field(chain, col)
+        title = (f"layer {dict(stages)[layer]}: cell ({row}, {col}) of its {side}×{side} map sees "
+                 f"{r1 - r0 + 1}×{c1 - c0 + 1} input pixels ({input_size}×{input_size} image)")
+        return [viz.receptive_field_view(shown, shapes.influence(chain, input_size, row, col), (r0, r1), (c0, c1),
+                                         stair, title)]
+
+    layer = stages[-1][0] if layer is None else checks.choice("layer", layer, tuple(i for i, _ in stages))
+    controls.update(layer=W.Dropdown(options=[(name, i) for i, name in stages], value=layer, description="layer",
+                                     style=STYLE),
+                    **_pixel_sliders(320, row, col, "cell row", "cell column"),
+                    input_size=_slider(checks.whole_number("image side", input_size, smallest, 320, unit="of pixels"),
+                                       smallest, 320, "image side (px)", continuous_update=False))
+    return ResultPanel(controls, view, rows=[["layer", "input_size"], ["row", "col"]])
+
+
+def class_maps_panel(net, images, labels, index=0, dx=0, dy=0, class_names=None, centres=None):
+    """Pick a test image and move it: every class map, its mean (the score GAP gives), the prediction, and the
+    scores against the unshifted image's (lesson 04). ``images``: (N, 1, H, W) in [0, 1] at the net's input side."""
+    side = images.shape[-1]
+
+    def view(index, dx, dy):
+        checks.whole_number("image index", index, 0, len(images) - 1)
+        X = images[index:index + 1]
+        device = next(net.parameters()).device
+        maps, logits = viz.class_maps(net, torch.cat([X, data.shift(X, dx, dy)]).to(device))
+        moved = f"moved {dx:+d} px right, {dy:+d} px down" if dx or dy else "not moved"
+        return [viz.confidence_maps_figure(data.shift(X, dx, dy)[0], maps[1], logits[1], label=int(labels[index]),
+                                           class_names=class_names, centres=centres, reference=logits[0],
+                                           title=f"test image {index}, {moved}: its class maps and their means")]
+
+    controls = {"index": _slider(checks.whole_number("image index", index, 0, len(images) - 1), 0, len(images) - 1,
+                                 "test image", continuous_update=False),
+                "dx": _slider(dx, -(side // 3), side // 3, "shift right (px)"),
+                "dy": _slider(dy, -(side // 3), side // 3, "shift down (px)")}
+    return ResultPanel(controls, view, rows=[["index"], ["dx", "dy"]])
 
 
 # Lessons 05-06: training in a background thread, with Train, Stop, a progress bar and a status line
@@ -245,16 +348,31 @@ class BackgroundRun(ResultPanel, train.Callback):
 
 
 # Lesson 05's training panel: the preset value each control shows (the one map between the panel and a preset)
-PANEL_FIELDS = ("lr", "num_epochs", "batch_size", "resize", "dropout", "batch_norm", "momentum")
+PANEL_FIELDS = ("lr", "num_epochs", "batch_size", "resize", "dropout", "batch_norm", "momentum", "final_relu")
 MIN_STEPS = 100  # a preset's settings train at least this many steps, so that even 1,000 images learn
+RUN_NAMES = {"name": "preset", "subset": "images", "lr": "lr", "num_epochs": "epochs", "batch_size": "batch size",
+             "resize": "image size", "dropout": "dropout", "batch_norm": "BatchNorm", "momentum": "momentum",
+             "final_relu": "final ReLU"}  # what a past run's label calls each setting that differs
+
+
+def run_label(number, past, current):
+    """'run 2: lr 0.05, final ReLU on': the settings of preset ``past`` that differ from ``current`` (lesson 05)."""
+    def shown(p, field):
+        value = p.image_size() if field == "resize" else getattr(p, field)
+        return ("on" if value else "off") if isinstance(value, bool) else "all" if value is None else _value(value)
+    differ = [f"{name} {shown(past, field)}" for field, name in RUN_NAMES.items()
+              if shown(past, field) != shown(current, field)]
+    return f"run {number}: {', '.join(differ) or 'same settings'}"
 
 
 class TrainingPanel(BackgroundRun):
-    """Lesson 05's panel: a preset, its values, Train and Stop, live curves; then ``net`` and ``history`` hold it."""
+    """Lesson 05's panel: a preset, its values, Train and Stop, live curves with the last runs, and how often each
+    class is predicted on some test images (a dead class: a bar at 0); then ``net`` and ``history`` hold it."""
 
     def __init__(self, fmnist, *, preset="quick", device="auto", subset=10000, test_subset="auto", redraw_seconds=1.0):
         self.fmnist, self.test_subset, self.redraw_seconds = fmnist, test_subset, redraw_seconds
         self.net, self.run, self.live = None, None, None
+        self.past, self.runs, self.sample, self.counts, self.counted_at, self._next_count = [], 0, None, None, 0, 0
         subsets = [(f"{n:,}", n) for n in (1000, 5000, 10000, 30000)] + [(f"all {len(fmnist.train_labels):,}", None)]
         c = {
             "preset": W.Dropdown(options=presets.names(), value=preset, description="preset", style=STYLE),
@@ -266,13 +384,15 @@ class TrainingPanel(BackgroundRun):
             "resize": W.IntText(value=28, description="image size (px)", style=STYLE, layout=W.Layout(width="180px")),
             "dropout": W.FloatSlider(value=0.5, min=0.0, max=0.9, step=0.05, description="dropout", style=STYLE),
             "batch_norm": W.Checkbox(value=False, description="BatchNorm", style=STYLE),
+            "final_relu": W.Checkbox(value=False, description="final ReLU", style=STYLE),
             "momentum": W.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="momentum", style=STYLE),
             "device": W.Dropdown(options=list(runtime.DEVICES), value=device, description="device", style=STYLE),
             "subset": W.Dropdown(options=subsets, value=checks.choice("subset", subset, tuple(n for _, n in subsets)),
                                  description="training images", style=STYLE)}
         self.curves = W.Image(format="png", layout=W.Layout(max_width="760px"))
+        self.count_bars = W.Image(format="png", layout=W.Layout(max_width="420px"))
         super().__init__(c, [["preset", "device", "subset"], ["lr", "num_epochs"], ["batch_size", "resize", "dropout"],
-                             ["batch_norm", "momentum"]], [self.curves])
+                             ["batch_norm", "final_relu", "momentum"]], [W.HBox([self.curves, self.count_bars])])
         c["preset"].observe(lambda change: self.load_preset(change["new"]), names="value")
         c["subset"].observe(lambda change: self.load_preset(c["preset"].value, fields=("num_epochs",)), names="value")
         self.load_preset(preset)
@@ -311,36 +431,75 @@ class TrainingPanel(BackgroundRun):
         return preset
 
     def _run(self, preset, callbacks):
+        self.runs += 1
         self.live = viz.LiveCurves(("train loss (batches)", "train loss", "train acc", "test acc"), into=self.curves,
-                                   title=f"{preset.name}: training curves", min_interval=self.redraw_seconds, dpi=80,
-                                   xlim=(0, preset.num_epochs), ylim=(0, 2.5))
+                                   title=f"run {self.runs}, {preset.name}: training curves", dpi=PANEL_DPI, ylim=(0, 2.5),
+                                   min_interval=self.redraw_seconds,
+                                   xlim=(0, max([preset.num_epochs] + [p.num_epochs for _, p, _ in self.past])))
+        self.live.past = [(run_label(n, p, preset), curves) for n, p, curves in reversed(self.past)]
         self.run = presets.build_run(preset, data=self.fmnist)
         self.net = self.run.net
+        size = 250 if preset.image_size() <= 28 else 50  # the first test images, fewer where each costs more
+        X, y = (torch.cat(t)[:size] for t in zip(*itertools.islice(self.run.test_iter,
+                                                                   math.ceil(size / self.run.test_iter.batch_size))))
+        self.sample, self.counted_at = [(X, y)], 0
+        self.redraw()
         self.status.value = (f"<p><i>training {html.escape(preset.name)} on "
                              f"{html.escape(runtime.describe_device(self.run.device))} …</i></p>")
         history = self.run.fit(callbacks=[train.ProgressBar(False), *callbacks])
         self.live.draw(force=True)
+        if history.stopped:  # the NaN guard may have restored earlier weights: count them
+            self._draw_counts()
+        curves = {name: self.live.points[name] for name in ("train loss", "test acc")}
+        self.past = (self.past + [(self.runs, preset, curves)])[-3:]  # the last three runs, drawn on the next
         self.progress.bar_style, color = ("warning", "#b00020") if history.stopped else ("success", "#1b5e20")
         self.status.value = f'<p style="color:{color}">{html.escape(history.summary())}</p>'
         return history
 
-    def on_batch_end(self, run):  # the batch loss on the live curves ten times an epoch, then the bar
+    def on_batch_end(self, run):  # the batch loss on the live curves ten times an epoch, the counts, then the bar
         n = run.num_batches or run.batch
         if run.batch % max(1, n // 10) == 0:
             self.live.add(run.epoch + run.batch / n, {"train loss (batches)": run.loss.item()})
             self.live.draw()
+        if time.perf_counter() >= self._next_count:
+            self.counted_at = run.epoch + run.batch / n
+            self._draw_counts()
         super().on_batch_end(run)
 
     def on_epoch_end(self, run):  # the epoch's numbers on the curves (a stopped epoch's where it stopped)
         r = run.record
         x = run.epoch + (r["batches"] / (r["num_batches"] or r["batches"]) if r.get("partial") else 1)
         self.live.add(x, {"train loss": r["loss"], "train acc": r["train_acc"], "test acc": r["test_acc"]})
-        self.live.draw(force=True)
+        self.counted_at = x
+        self.redraw()
         super().on_epoch_end(run)
+
+    def redraw(self):
+        """Draw both pictures now, whatever the time since the last: the curves, and the counts (counted again unless
+        another thread is training the net); nothing before the first run."""
+        if self.live is not None:
+            self.live.draw(force=True)
+            self._draw_counts()
+
+    def _draw_counts(self):  # at most once in redraw_seconds or in 9 times what counting took: a tenth of a run
+        start = time.perf_counter()
+        if not self.running or threading.current_thread() is self.thread:
+            p = self.run.preset
+            _, y_hat = train.predict(self.run.net, self.sample, self.run.device, amp=p.amp,
+                                     channels_last=p.channels_last)  # in eval mode, without gradients
+            self.counts = torch.bincount(y_hat, minlength=10)
+        self.count_bars.value = _png(self.figure_counts())
+        self._next_count = time.perf_counter() + max(self.redraw_seconds, 9 * (time.perf_counter() - start))
 
     def figure(self):
         """The curves of the last run as a matplotlib figure (for a static notebook output)."""
         return self.live.figure
+
+    def figure_counts(self):
+        """How often each class was predicted on the first test images, when last counted (a static output)."""
+        fig = viz.prediction_counts(self.counts, title=f"run {self.runs} after {self.counted_at:.2f} epochs")
+        plt.close(fig)  # shown where it is put, not again by pyplot
+        return fig
 
 
 # Lesson 06: a tiny live experiment, one run per click, each run a dot beside the recorded grid's seeds

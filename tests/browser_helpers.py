@@ -281,8 +281,12 @@ class NotebookPage:
         return root.locator(".widget-inline-hbox").filter(has=self.page.locator(".widget-label", has_text=pattern))
 
     def set_value(self, label, value, scope=None):
-        """Type ``value`` into the control described by ``label`` (text, number or a slider's readout) + Enter."""
+        """Type ``value`` into the control described by ``label`` (text, number or a slider's readout) + Enter;
+        for a dropdown, pick the option whose text is ``value``."""
         box = self.control(label, scope)
+        if box.locator("select").count():  # a Dropdown
+            box.locator("select").first.select_option(label=str(value))
+            return
         field = box.locator("input[type='text'], input[type='number'], textarea, .widget-readout").first
         if field.get_attribute("contenteditable") is not None:  # a slider's readout
             field.click()
@@ -292,6 +296,18 @@ class NotebookPage:
             field.fill(str(value))
         self.page.keyboard.press("Enter")
         field.blur()
+
+    def shown_value(self, label, scope=None):
+        """What the control described by ``label`` shows: a slider's readout, a field's text, a dropdown's choice
+        (a readout's minus sign, U+2212, as an ASCII hyphen; a dropdown's no-break spaces as spaces)."""
+        box = self.control(label, scope)
+        if box.locator("select").count():
+            text = box.locator("select").first.evaluate("select => select.selectedOptions[0]?.text ?? ''")
+            return text.replace("\xa0", " ").strip()
+        field = box.locator("input[type='text'], input[type='number'], textarea, .widget-readout").first
+        if field.get_attribute("contenteditable") is not None:
+            return field.inner_text().strip().replace("\u2212", "-")
+        return field.input_value().strip()
 
     def button(self, text, scope=None):
         """The first widget button whose text is ``text``."""

@@ -93,6 +93,21 @@ train.on_click(on_train)
 stop.on_click(lambda _: stop_event.set())
 W.VBox([lr, epochs, W.HBox([train, stop]), progress, status, curves])"""
 
+HARNESS_PICTURE_PANEL = """\
+import io
+import ipywidgets as W
+from IPython.display import Image, display
+from matplotlib.figure import Figure
+def picture(row):
+    fig = Figure(figsize=(2, 2)); ax = fig.subplots(); ax.axhline(row); ax.set_ylim(0, 9); ax.set_title(f'row {row}')
+    buffer = io.BytesIO(); fig.savefig(buffer, format='png'); return Image(buffer.getvalue())
+# names of its own: the other panels' callbacks look up theirs (``handle``) in the same namespace
+picture_row = W.IntSlider(value=0, min=0, max=9, description='picture row')
+ignored = W.IntSlider(value=0, min=0, max=9, description='ignored')
+display(W.HBox([picture_row, ignored]))
+picture_handle = display(picture(picture_row.value), display_id=True)
+picture_row.observe(lambda change: picture_handle.update(picture(change['new'])), names='value')"""
+
 
 def write_harness_notebooks(folder):
     """Two small notebooks that prove the harness: one clean (with a widget panel), one broken on purpose."""
@@ -102,6 +117,7 @@ def write_harness_notebooks(folder):
         md("# 98 · Harness (clean)"),
         code(HARNESS_SHAPE_PANEL),
         code(HARNESS_TRAIN_PANEL),
+        code(HARNESS_PICTURE_PANEL),
         code("import warnings\nwarnings.warn('a warning is not an error')\nprint('stdout is fine')"),
         code("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]); plt.title('a figure'); plt.show()"),
     ])
@@ -196,10 +212,13 @@ def test_harness_runs_clean_notebook_and_drives_panels(open_notebook):
     nb = open_notebook("harness/98_harness_clean.ipynb")
     run_and_time(nb, "harness")
     assert_clean(nb)
-    assert nb.widget_cells() == [0, 1]
+    assert nb.widget_cells() == [0, 1, 2]
     check_lesson_03_input_too_small(nb)
     check_lesson_05_train_and_stop(nb)
     assert re.search(r"stopped by request at step [1-9]", nb.panel_with_button("Train").inner_text())
+    check_picture_follows(nb, "picture row", 3)
+    with pytest.raises(AssertionError, match="the picture did not change"):  # a control the picture ignores
+        check_picture_follows(nb, "ignored", 3, timeout_s=5)
 
 
 def test_harness_sees_errors_and_broken_widgets(open_notebook):
@@ -214,13 +233,14 @@ def test_harness_sees_errors_and_broken_widgets(open_notebook):
 
 # ----------------------------------------------------------------------------- the lessons
 
-INPUT_SIZE = re.compile(r"input (size|side)", re.I)
+INPUT_SIZE = re.compile(r"^\s*input (size|side)", re.I)  # not lesson 03's "image side (px)"
 LEARNING_RATE = re.compile(r"^\s*(learning rate|lr)\b", re.I)
 
 
 def check_lesson_03_input_too_small(nb):
     """Lesson 03: an input size too small for the net shows one clear sentence, not a traceback."""
     panel = nb.panel_with_control(INPUT_SIZE)
+    assert nb.control("cell row", scope=panel).count() == 0, "the input-size panel was mistaken for another"
     outputs = panel.locator(".jp-Cell-outputArea")
     assert not re.search(r"too small", outputs.inner_text(), re.I), "the default input size is already too small"
     nb.set_value(INPUT_SIZE, 60, scope=panel)
@@ -233,15 +253,23 @@ def check_lesson_03_input_too_small(nb):
 
 
 def check_lesson_05_train_and_stop(nb):
-    """Lesson 05: set lr, press Train, curves and the progress bar move, press Stop, the panel says it stopped."""
+    """Lesson 05: set lr, press Train, curves (and the prediction counts, where the panel has them) and the progress
+    bar move, press Stop, the panel says it stopped."""
     panel = nb.panel_with_button("Train")
     nb.set_value(LEARNING_RATE, 0.05, scope=panel)
     nb.set_value("epochs", 50, scope=panel)  # long enough that Stop, not the end of the run, ends it
+    # the panel with a "final ReLU" checkbox draws a second picture beside the curves: the predicted classes
+    counts = panel.locator(".widget-checkbox", has_text=re.compile(r"final ReLU", re.I)).count() > 0
     before = nb.figure_sources(panel)
+    if counts:
+        assert len(before) >= 2, f"{nb.name}: the training panel shows {len(before)} picture(s), not curves and counts"
     nb.button("Train", scope=panel).click()
     # 0 < fraction < 1: a bar left full by a run during Run All does not count
     nb.wait_until(lambda: 0 < nb.progress_fraction(panel) < 1, 180, "the progress bar never moved")
-    nb.wait_until(lambda: nb.figure_sources(panel) != before, 120, "the curves were never drawn")
+    nb.wait_until(lambda: nb.figure_sources(panel)[:1] != before[:1], 120, "the curves were never drawn")
+    if counts:
+        nb.wait_until(lambda: nb.figure_sources(panel)[1:2] != before[1:2], 120,
+                      "the prediction counts were never redrawn during the run")
     first = nb.progress_fraction(panel)
     nb.wait_until(lambda: nb.progress_fraction(panel) > first, 120, "the progress bar stopped moving")
     running_text = panel.inner_text()
@@ -256,7 +284,73 @@ def check_lesson_05_train_and_stop(nb):
     assert nb.error_outputs() == [] and "Traceback" not in panel.inner_text()
 
 
-LESSON_CHECKS = {"03": check_lesson_03_input_too_small, "05": check_lesson_05_train_and_stop}
+PANEL_PROBLEM = re.compile(r"Traceback|Error \(a bug\)|Not possible")
+
+
+def check_picture_follows(nb, label, value, timeout_s=60):
+    """Move the control ``label`` of a lesson's view to ``value``: the picture in that cell is redrawn (as many
+    pictures as before, not all the same), the control shows ``value``, and nothing shows an error or a refusal."""
+    panel = nb.panel_with_control(label)
+    assert panel.count() == 1, f"{nb.name}: no panel with a control {label!r}"
+    before = nb.figure_sources(panel)
+    assert before, f"{nb.name}: the panel with {label!r} shows no picture before {label!r} moves"
+    assert nb.shown_value(label, panel) != str(value), f"{nb.name}: {label!r} already shows {value!r}"
+    nb.set_value(label, value, scope=panel)
+
+    def settled():
+        now = nb.figure_sources(panel)
+        return (len(now) == len(before) and now != before) or PANEL_PROBLEM.search(panel.inner_text())
+
+    nb.wait_until(settled, timeout_s, f"the picture did not change after {label!r} moved to {value!r}")
+    text = panel.inner_text()
+    problem = PANEL_PROBLEM.search(text)
+    assert problem is None, f"{nb.name}: {label!r} = {value!r} shows {problem.group(0)!r}:\n{text[-1500:]}"
+    assert nb.error_outputs() == [], f"{nb.name}: cells show errors after {label!r} moved"
+    shown = nb.shown_value(label, panel)
+    assert shown == str(value), f"{nb.name}: {label!r} shows {shown!r}, not {value!r}"
+
+
+def check_lesson_01_one_pixel(nb):
+    """Lesson 01: another pixel row, another pixel through the 1×1 conv."""
+    check_picture_follows(nb, "pixel row", 5)
+
+
+def check_lesson_01_conv_cost(nb):
+    """Lesson 01: a 3×3 kernel instead of a 1×1 redraws the bars of parameters and MACs."""
+    check_picture_follows(nb, "kernel size", 3)
+
+
+def check_lesson_02_parameters(nb):
+    """Lesson 02: four 1×1 convs per block redraw the parameter shares."""
+    check_picture_follows(nb, "1×1 convs per block", 4)
+
+
+def check_lesson_03_receptive_field(nb):
+    """Lesson 03: another cell of the layer's map, another receptive field on the image."""
+    check_picture_follows(nb, "cell row", 2)
+
+
+def check_lesson_04_class_maps(nb):
+    """Lesson 04: the test image moved left redraws its class maps."""
+    check_picture_follows(nb, "shift right (px)", -3)
+
+
+def check_lesson_04_adaptive_windows(nb):
+    """Lesson 04: a longer input redraws the windows of adaptive pooling."""
+    check_picture_follows(nb, "input length (px)", 13)
+
+
+def check_lesson_06_experiment(nb):
+    """Lesson 06: another head puts another recorded configuration's seeds beside the learner's runs."""
+    check_picture_follows(nb, "head", "FC head (AlexNet-style)")
+
+
+LESSON_CHECKS = {"01": (check_lesson_01_one_pixel, check_lesson_01_conv_cost),
+                 "02": (check_lesson_02_parameters,),
+                 "03": (check_lesson_03_input_too_small, check_lesson_03_receptive_field),
+                 "04": (check_lesson_04_class_maps, check_lesson_04_adaptive_windows),
+                 "05": (check_lesson_05_train_and_stop,),
+                 "06": (check_lesson_06_experiment,)}
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
@@ -264,8 +358,7 @@ def test_lesson_runs_in_jupyterlab(open_notebook, path):
     nb = open_notebook(f"notebooks/{path.name}")
     run_and_time(nb, path.stem)
     assert_clean(nb, stored=path)
-    check = LESSON_CHECKS.get(path.name[:2])
-    if check is not None:
+    for check in LESSON_CHECKS.get(path.name[:2], ()):
         started = time.monotonic()
         check(nb)
         print(f"{path.stem}: {check.__name__} took {time.monotonic() - started:.1f} s")

@@ -170,13 +170,14 @@ def test_conv_cost_panel_updates_and_reports_bad_settings():
     pytest.importorskip("ipywidgets")
     from nin_lib import widgets
     panel = widgets.conv_cost_panel(in_channels=96, out_channels=96, kernel_size=1, input_size=54)
-    (first,) = panel.result()
+    first, _ = panel.result()
     assert "9,312" in first.data and "96 × 54 × 54" in first.data
     panel.controls["kernel_size"].value = 3
     assert "83,040" in panel.result()[0].data           # 96·96·9 + 96
     panel.controls["kernel_size"].value = 11
     panel.controls["input_size"].value = 5
-    message = panel.result()[0].data
+    (shown,) = panel.result()                            # the sentence only, no bars
+    message = shown.data
     assert "Not possible" in message and "5×5 input" in message and "a bug" not in message
     panel._changed()                                     # no display handles outside a notebook: no crash
 
@@ -213,7 +214,8 @@ def test_a_result_panel_shows_a_refusal_as_one_sentence_and_any_other_error_as_a
     table, figure = (h.shown[-1] for h in panel.handles)
     assert table.data == shown.data and figure.data == ""  # the last figure is taken away, not left stale
     panel.controls["width"].value = 2
-    assert [type(h.shown[-1]) for h in panel.handles] == [widgets.HTML, plt.Figure]
+    assert [type(h.shown[-1]) for h in panel.handles] == [widgets.HTML, widgets.Image]   # the figure, drawn once
+    assert panel.handles[1].shown[-1].data.startswith(b"\x89PNG")
     assert not plt.get_fignums()                         # the panel's figures are closed: pyplot shows none twice
 
 
@@ -257,3 +259,66 @@ def test_nin_params_panel_refuses_a_bad_starting_value(kwargs, says):
     from nin_lib import widgets
     with pytest.raises(checks.Refusal, match=says):
         widgets.nin_params_panel(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# lesson 01's views: one pixel through a 1×1 conv, and the cost bars
+
+def _first_block():
+    torch.manual_seed(0)
+    return models.nin_block(1, 6, kernel_size=3, strides=1, padding=1, num_1x1=1)   # conv, ReLU, 1×1 conv, ReLU
+
+
+def test_one_pixel_figure_draws_y_as_w_x_plus_b_beside_the_convs_own_output():
+    block, X = _first_block(), torch.rand(1, 1, 12, 12)
+    with torch.no_grad():
+        x = block[:2](X)[0]
+        y = block[2](x[None])[0]
+    fig = viz.one_pixel_figure(X[0, 0], x, y, block[2].weight[:, :, 0, 0], block[2].bias, (3, 7))
+    ax_x, ax_w, ax_y = fig.axes[1:4]
+    assert [p.get_height() for p in ax_x.patches] == pytest.approx(x[:, 3, 7].tolist())
+    assert [p.get_width() for p in ax_y.patches] == pytest.approx(y[:, 3, 7].tolist(), abs=1e-6)   # W·x + b
+    assert ax_y.lines[0].get_xdata() == pytest.approx(y[:, 3, 7].tolist())                      # the conv's dots
+    assert ax_w.images[0].get_array().shape == (6, 6)
+    assert "at pixel (3, 7)" in fig._suptitle.get_text() and "e-0" in fig._suptitle.get_text()
+
+
+@pytest.mark.parametrize("control, value", [("index", 2), ("row", 3), ("col", 9)])
+def test_one_pixel_panel_every_control_changes_the_picture(control, value):
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    block = _first_block()
+    panel = widgets.one_pixel_panel(block[:2], block[2], torch.rand(4, 1, 12, 12), index=0, row=6, col=6)
+    (before,) = panel.result()
+    panel.controls[control].value = value
+    (after,) = panel.result()
+    assert png(after) != png(before)
+
+
+def test_one_pixel_panel_says_a_bad_value_in_one_sentence():
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    block = _first_block()
+    halved = nn.Sequential(*block[:2], nn.MaxPool2d(2))        # 12×12 images give 6×6 maps: row 8 is past the edge
+    panel = widgets.one_pixel_panel(halved, block[2], torch.rand(4, 1, 12, 12), row=8, col=2)
+    (shown,) = panel.result()
+    assert "Not possible" in shown.data and "pixel row 8" in shown.data and shown.data.count("<p") == 1
+    with pytest.raises(checks.Refusal, match="1×1 conv"):
+        widgets.one_pixel_panel(block[:1], block[0], torch.rand(4, 1, 12, 12))
+    with pytest.raises(checks.Refusal, match="image index 4"):
+        widgets.one_pixel_panel(block[:2], block[2], torch.rand(4, 1, 12, 12), index=4)
+
+
+@pytest.mark.parametrize("control, value", [("in_channels", 64), ("out_channels", 32), ("kernel_size", 3),
+                                            ("input_size", 30), ("stride", 2), ("padding", 1)])
+def test_conv_cost_panel_every_control_changes_the_bars(control, value):
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    panel = widgets.conv_cost_panel(in_channels=96, out_channels=96, kernel_size=1, input_size=54)
+    before = png(panel.result()[1])
+    panel.controls[control].value = value
+    table, fig = panel.result()
+    assert png(fig) != before
+    counts = [int(t.get_text().strip().replace(",", "")) for t in fig.axes[0].texts + fig.axes[1].texts]
+    assert all(f"{c:,}" in table.data for c in counts)          # the bars say the table's numbers
+    assert fig.axes[0].get_xscale() == "linear"

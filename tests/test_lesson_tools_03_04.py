@@ -148,7 +148,7 @@ def test_confidence_figures_are_labelled():
     maps, logits = viz.class_maps(net, X)
     fig = viz.confidence_maps_figure(X[0], maps[0], logits[0], label=4)
     labels = _labels(fig)
-    assert "coat ✓" in labels and "x (pixels)" in labels and "map x (cells)" in labels
+    assert "coat ✓" in labels and "x (pixels)" in labels and "4×4 map cells" in labels
     assert len(fig.axes) == 1 + 10 + 1                   # the overlay, ten maps, the colour bar
     fig = viz.confidence_overview(X[:, 0], maps, logits, labels=[0, 1, 2], ncols=2)
     assert "true: trouser" in _labels(fig)
@@ -208,17 +208,6 @@ def test_adaptive_windows_panel():
     assert "kernel 3, stride 3" in panel.result()[0].data
 
 
-def test_confidence_maps_panel():
-    pytest.importorskip("ipywidgets")
-    from nin_lib import widgets
-    X, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
-    panel = widgets.confidence_maps_panel(_tiny_nin(), X, y, index=1)
-    fig = panel.result()[0]
-    assert "test image 1" in _labels(fig) and "trouser ✓" in _labels(fig)
-    with pytest.raises(checks.Refusal, match="image index 4"):
-        widgets.confidence_maps_view(_tiny_nin(), X, y, 4)
-
-
 # ---------------------------------------------------------------------------------------------
 # receptive field of the class maps and translation (lesson 04)
 
@@ -271,3 +260,104 @@ def test_shift_scores_figure_rejects_mismatched_lengths():
         viz.shift_scores_figure([0, 1, 2], torch.zeros(3, 10), fractions={"accuracy": [1, 1]})
     with pytest.raises(checks.Refusal, match="one name per class"):
         viz.shift_scores_figure([0, 1], torch.zeros(2, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# lesson 03's view: point at a cell; lesson 04's: class maps of a moved image
+
+def test_cell_field_and_side_follow_the_recurrence_and_the_trace():
+    net = models.nin().to("meta")
+    for layer in (0, 1, 2, 3, 4, 5, 7):
+        chain = shapes.windows(net, layer)
+        first, last = shapes.cell_field(chain, 0)
+        row = shapes.trace(net, 224)[layer]
+        assert last - first + 1 == row.receptive_field
+        assert shapes.side_after(chain, 224) == row.output_shape[-1]
+    assert shapes.side_after(shapes.windows(net, 7), 66) < 1 <= shapes.side_after(shapes.windows(net, 7), 67)
+
+
+def test_influence_is_the_gradient_of_an_equal_weight_probe():
+    net = models.nin(arch=28, width=0.25).eval()
+    for i, layer in enumerate(net):
+        if isinstance(layer, nn.MaxPool2d):
+            net[i] = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0) if p.dim() > 1 else p.zero_()
+    X = torch.ones(1, 1, 28, 28, requires_grad=True)
+    net[:4](X)[0, :, 1, 2].sum().backward()
+    chain = shapes.windows(net, 3)
+    influence = shapes.influence(chain, 28, 1, 2)
+    assert torch.allclose(influence, X.grad[0, 0] / X.grad.sum(), atol=1e-6)
+    rows, cols = influence.sum(1).nonzero().flatten(), influence.sum(0).nonzero().flatten()
+    (r0, r1), (c0, c1) = shapes.cell_field(chain, 1), shapes.cell_field(chain, 2)
+    assert (int(rows.min()), int(rows.max())) == (max(r0, 0), min(r1, 27))
+    assert (int(cols.min()), int(cols.max())) == (max(c0, 0), min(c1, 27))
+
+
+@pytest.mark.parametrize("control, value", [("layer", 2), ("row", 3), ("col", 1), ("input_size", 100)])
+def test_receptive_field_panel_every_control_changes_the_picture(control, value):
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    from conftest import png
+    panel = widgets.receptive_field_panel(models.nin().to("meta"), torch.rand(28, 28), layer=7, row=2, col=2)
+    (before,) = panel.result()
+    panel.controls[control].value = value
+    (after,) = panel.result()
+    assert png(after) != png(before)
+
+
+def test_receptive_field_panel_sliders_follow_the_layers_map_and_bad_values_are_one_sentence():
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    panel = widgets.receptive_field_panel(models.nin().to("meta"), torch.rand(28, 28), layer=0, row=40, col=3)
+    panel.result()
+    assert panel.controls["row"].max == 53                       # block 1's 54×54 map
+    panel.controls["layer"].value = 7
+    (fig,) = panel.result()
+    assert panel.controls["row"].max == 4 and "cell (4, 3) of its 5×5 map sees 195×195" in fig._suptitle.get_text()
+    assert [label for label, _ in panel.controls["layer"].options][1] == "1: MaxPool2d 3×3/2"
+    with pytest.raises(checks.Refusal, match="image side 50"):
+        widgets.receptive_field_panel(models.nin().to("meta"), torch.rand(28, 28), input_size=50)
+    with pytest.raises(checks.Refusal, match="layer 6"):
+        widgets.receptive_field_panel(models.nin().to("meta"), torch.rand(28, 28), layer=6)   # dropout: no window
+
+
+def test_shift_moves_the_pixels_and_fills_with_zero():
+    from nin_lib import data
+    X = torch.arange(1, 17.0).reshape(1, 1, 4, 4)
+    moved = data.shift(X, 1, -2)
+    assert torch.equal(moved[0, 0, :2, 1:], X[0, 0, 2:, :3]) and (moved[0, 0, 2:] == 0).all()
+    assert (moved[0, 0, :, 0] == 0).all() and torch.equal(data.shift(X, 0, 0), X)
+    with pytest.raises(checks.Refusal, match="shift right 4"):
+        data.shift(X, 4)
+
+
+@pytest.mark.parametrize("control, value", [("index", 2), ("dx", 3), ("dy", -2)])
+def test_class_maps_panel_every_control_changes_the_picture(control, value):
+    pytest.importorskip("ipywidgets")
+    from nin_lib import widgets
+    from conftest import png
+    X, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    panel = widgets.class_maps_panel(_tiny_nin(), X, y, index=1)
+    (before,) = panel.result()
+    assert "test image 1, not moved" in _labels(before) and "trouser ✓" in _labels(before)
+    panel.controls[control].value = value
+    (after,) = panel.result()
+    assert png(after) != png(before)
+
+
+def test_class_maps_panel_scores_are_the_means_of_the_moved_images_maps():
+    pytest.importorskip("ipywidgets")
+    from nin_lib import data, widgets
+    net, X, y = _tiny_nin(), torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    panel = widgets.class_maps_panel(net, X, y, index=2, dx=5, dy=1)
+    (fig,) = panel.result()
+    bars = [p.get_height() for p in fig.axes[-1].patches]
+    ticks = fig.axes[-1].lines[0].get_ydata()
+    with torch.no_grad():
+        assert bars == pytest.approx(net.eval()(data.shift(X[2:3], 5, 1))[0].tolist(), abs=1e-5)
+        assert list(ticks) == pytest.approx(net.eval()(X[2:3])[0].tolist(), abs=1e-5)   # the unshifted scores
+    assert "moved +5 px right, +1 px down" in _labels(fig)
+    with pytest.raises(checks.Refusal, match="image index 4"):
+        widgets.class_maps_panel(net, X, y, index=4)

@@ -7,7 +7,11 @@ import pytest
 
 W = pytest.importorskip("ipywidgets")
 
-from nin_lib import checks, presets, widgets  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from nin_lib import checks, data, presets, train, viz, widgets  # noqa: E402
 
 
 def tiny_panel(fmnist, **kwargs):
@@ -36,9 +40,95 @@ def test_the_panel_shows_its_controls_in_rows_then_train_stop_status_and_curves(
     rows = panel.box.children
     assert [[c.description for c in row.children] for row in rows[:4]] == [
         ["preset", "device", "training images"], ["learning rate", "epochs"],
-        ["batch size", "image size (px)", "dropout"], ["BatchNorm", "momentum"]]
+        ["batch size", "image size (px)", "dropout"], ["BatchNorm", "final ReLU", "momentum"]]
     assert list(rows[4].children) == [panel.train_button, panel.stop_button, panel.progress]
-    assert list(rows[5:]) == [panel.status, panel.curves] and panel.result() == []  # no output below the box
+    assert len(rows) == 7 and rows[5] is panel.status and panel.result() == []  # no output below the box
+    assert list(rows[6].children) == [panel.curves, panel.count_bars]  # the curves, the counts beside them
+    panel.redraw()  # before a run there is nothing to draw
+    assert bytes(panel.curves.value) == bytes(panel.count_bars.value) == b""
+
+
+def test_the_panel_final_relu_checkbox_sets_the_preset_and_a_preset_sets_it(fmnist):
+    panel = widgets.TrainingPanel(fmnist, preset="quick", device="cpu")
+    box = panel.controls["final_relu"]
+    assert isinstance(box, W.Checkbox) and box.value is False and panel.settings().final_relu is False
+    relus = lambda: sum(isinstance(m, nn.ReLU) for m in panel.settings().build_net("meta").modules())  # noqa: E731
+    without = relus()
+    box.value = True
+    assert panel.settings().final_relu is True and relus() == without + 1  # the ReLU on the class scores
+    panel.controls["preset"].value = "d2l"  # the chapter's recipe has it
+    assert box.value is True and panel.settings().final_relu is True
+    panel.controls["preset"].value = "quick"
+    assert box.value is False
+
+
+def test_the_panel_counts_picture_marks_and_names_a_class_never_predicted():
+    counts = torch.tensor([50, 0, 30, 20, 0, 40, 10, 25, 15, 10])
+    fig = viz.prediction_counts(counts, data.CLASS_NAMES, title="run 1")
+    ax = fig.axes[0]
+    assert " ".join(ax.get_title().split()) == (
+        "run 1: 2 of 10 classes never predicted (trouser, coat), on 200 test images")
+    assert [t.get_text().strip() for t in ax.texts] == ["0", "0"]  # a red 0 on each empty bar
+    red = [t.get_text() for t in ax.get_yticklabels() if t.get_color() == "#b00020"]
+    assert red == ["trouser", "coat"]
+    plt.close(fig)
+    fig = viz.prediction_counts(counts + 1)
+    assert "every class predicted, on 210 test images" in " ".join(fig.axes[0].get_title().split())
+    assert len(fig.axes[0].texts) == 0
+    plt.close(fig)
+    with pytest.raises(checks.Refusal, match="one count per class"):
+        viz.prediction_counts(torch.zeros(10, 10))
+
+
+def test_the_panel_counts_the_predictions_of_the_first_test_images_while_it_trains(fmnist):
+    panel = tiny_panel(fmnist)
+    first = []
+    panel.on_batch = lambda run: first.append(bytes(panel.count_bars.value)) if run.global_step == 1 else None
+    assert panel.train() is True
+    assert panel.wait(timeout=300) is not None and panel.error is None
+    start, end = first[0], bytes(panel.count_bars.value)
+    assert start.startswith(b"\x89PNG") and end.startswith(b"\x89PNG") and start != end  # drawn again at the end
+    (X, y), = panel.sample  # the test subset's 200 images (fewer than 250)
+    assert X.shape == (200, 1, 28, 28) and torch.equal(y, panel.run.test_iter.labels[:200])
+    assert panel.counts.shape == (10,) and int(panel.counts.sum()) == 200
+    _, y_hat = train.predict(panel.net, panel.sample)  # the trained net's predictions, in eval mode
+    assert torch.equal(panel.counts, torch.bincount(y_hat, minlength=10))
+    panel.net.train()
+    panel.redraw()  # one interaction: both pictures again, the net left as it was
+    assert panel.net.training and int(panel.counts.sum()) == 200
+
+
+def test_the_panel_counts_fewer_test_images_when_they_are_larger(fmnist):
+    panel = tiny_panel(fmnist)
+    panel.controls["resize"].value = 32
+    assert panel.train() is True and panel.wait(timeout=300) is not None and panel.error is None
+    assert panel.sample[0][0].shape == (50, 1, 32, 32) and int(panel.counts.sum()) == 50
+
+
+def test_the_panel_labels_a_past_run_by_the_settings_that_differed():
+    quick = presets.get_preset("quick", subset=1000)
+    changed = quick.with_overrides(lr=0.05, final_relu=True)
+    assert widgets.run_label(2, changed, quick) == "run 2: lr 0.05, final ReLU on"
+    assert widgets.run_label(1, quick, quick.with_overrides(lr=0.12000001)) == "run 1: same settings"
+    assert widgets.run_label(3, presets.get_preset("d2l"), quick) == (
+        "run 3: preset d2l, images all, lr 0.1, epochs 10, batch size 128, image size 224, dropout 0.5, "
+        "BatchNorm off, momentum 0, final ReLU on")
+
+
+def test_the_panel_draws_the_previous_run_on_the_curves_labelled_by_what_differed(fmnist):
+    panel = tiny_panel(fmnist)
+    assert panel.train() is True
+    first = panel.wait(timeout=300)
+    legend = lambda: [t.get_text() for t in panel.figure().axes[0].get_legend().get_texts()]  # noqa: E731
+    assert panel.live.past == [] and not any(text.startswith("run") for text in legend())
+    panel.controls["lr"].value = 0.05
+    assert panel.train() is True and panel.wait(timeout=300) is not None
+    [(label, curves)] = panel.live.past
+    assert label == "run 1: lr 0.12" and label in legend()
+    assert curves["test acc"] == ([1.0], [first.final_test_acc]) and len(panel.past) == 2
+    with_past = panel.live._repr_png_()
+    panel.live.past = []
+    assert panel.live._repr_png_() != with_past  # the first run is in the picture
 
 
 def test_train_click_trains_in_the_background(fmnist):

@@ -887,7 +887,7 @@ def test_fault_out_of_memory_in_the_panel(fmnist, monkeypatch, request):
     panel = training_panel(fmnist)
     panel.controls["num_epochs"].value = 1
     panel.controls["batch_size"].value = 100
-    _oom_at(monkeypatch, 2)
+    _oom_at(monkeypatch, 3)  # the panel's first count of predicted classes, batch 1, then batch 2
     assert panel.train() is True
     history = panel.wait(timeout=300)
     assert not panel.running and panel.error is None and history.stopped
