@@ -112,7 +112,7 @@ def test_the_test_subset_is_the_datas_one_subset_and_says_which(fmnist):
 
 
 def test_unknown_preset():
-    with pytest.raises(checks.Refusal, match="preset 'fast' is not known; choose one of d2l, improved, quick, maps\."):
+    with pytest.raises(checks.Refusal, match=r"preset 'fast' is not known; choose one of d2l, improved, quick, maps\."):
         presets.get_preset("fast")
     with pytest.raises(checks.Refusal, match="preset 'fast' is not known"):
         presets.build_run("fast")
