@@ -165,7 +165,8 @@ def text_labels(labels):
 
 
 def shift(X, dx, dy=0):
-    """Images (..., H, W) moved ``dx`` pixels right and ``dy`` down (negative: left, up); what comes in is 0 (lesson 04)."""
+    """Images (..., H, W) moved ``dx`` pixels right and ``dy`` down (negative: left, up); what comes in is 0
+    (lesson 04)."""
     h, w = X.shape[-2:]
     checks.whole_number("shift right", dx, -(w - 1), w - 1, unit="of pixels")
     checks.whole_number("shift down", dy, -(h - 1), h - 1, unit="of pixels")
