@@ -257,10 +257,10 @@ def class_maps_panel(net, images, labels, index=0, dx=0, dy=0, class_names=None,
     def view(index, dx, dy):
         checks.whole_number("image index", index, 0, len(images) - 1)
         X = images[index:index + 1]
-        device = next(net.parameters()).device
-        maps, logits = viz.class_maps(net, torch.cat([X, data.shift(X, dx, dy)]).to(device))
+        X = torch.cat([X, data.shift(X, dx, dy)])  # the image as it is and moved
+        maps, logits = viz.class_maps(net, X.to(next(net.parameters()).device))
         moved = f"moved {dx:+d} px right, {dy:+d} px down" if dx or dy else "not moved"
-        return [viz.confidence_maps_figure(data.shift(X, dx, dy)[0], maps[1], logits[1], label=int(labels[index]),
+        return [viz.confidence_maps_figure(X[1], maps[1], logits[1], label=int(labels[index]),
                                            class_names=class_names, centres=centres, reference=logits[0],
                                            title=f"test image {index}, {moved}: its class maps and their means")]
 
